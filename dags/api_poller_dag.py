@@ -1,0 +1,210 @@
+"""api_poller: keep a full copy of a partner's paginated HTTP API in S3.
+
+plan -> fetch (mapped over page batches) -> enqueue -> process (SQS consumer) -> report.
+The logic lives in the ``api_poller`` package (``include/``); this file only wires it up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, TaskGroup, dag, get_current_context, task
+
+from api_poller.consumer import PageMessageSensor
+from api_poller.job import MAX_CONCURRENCY, MAX_FETCH_TASKS
+from api_poller.settings import load_settings
+
+settings = load_settings()
+
+DOC = f"""
+### API poller
+Fully synchronizes a partner API that serves records page by page (`GET <url>?startAt=N&count=M`).
+Each page is saved raw to `s3://{settings.raw_bucket}/jobs/<job>/raw/`,
+announced on SQS queue `{settings.queue_name}`, and
+processed into newline-delimited JSON under `s3://{settings.processed_bucket}/jobs/<job>/records/`.
+The job id is the DAG run id. Pages move Started -> PayloadSaved -> Enqueued ->
+SuccessfullyCompleted, or FailedToComplete (see the `page_status` XComs and the `report` task).
+"""
+
+
+def _aws_clients():
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn(), SqsHook(aws_conn_id=settings.aws_conn_id).conn
+
+
+def _status_recorder():
+    from api_poller.status import STATUS_XCOM_KEY, StatusRecorder
+
+    ti = get_current_context()["ti"]
+    return StatusRecorder(
+        lambda value: ti.xcom_push(key=STATUS_XCOM_KEY, value=value), settings.status_flush_seconds
+    )
+
+
+@dag(
+    dag_id="api_poller",
+    schedule=settings.schedule or None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=4,
+    doc_md=DOC,
+    tags=["api-poller"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    params={
+        "url": Param(
+            settings.default_url or None,
+            type=["null", "string"],
+            title="Partner API URL",
+            description="The paged endpoint, e.g. https://partner.example/payload "
+            "(startAt/count are added). Empty uses API_POLLER_DEFAULT_URL.",
+        ),
+        "page_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Page size",
+            description="Records per request; empty uses the API's maxRecordsPerPage (it cannot exceed it).",
+        ),
+        "concurrency": Param(
+            settings.default_concurrency,
+            type="integer",
+            minimum=1,
+            maximum=MAX_CONCURRENCY,
+            title="Concurrency",
+            description="Requests in flight to the partner API for this job, across all fetch tasks.",
+        ),
+        "fetch_tasks": Param(
+            settings.default_fetch_tasks,
+            type="integer",
+            minimum=1,
+            maximum=MAX_FETCH_TASKS,
+            title="Fetch tasks",
+            description="How many mapped fetch tasks share the pages.",
+        ),
+    },
+)
+def api_poller():
+    @task(retries=0)
+    def prepare_resources() -> dict[str, str]:
+        """Make sure the buckets and queues exist (creating them when allowed) and find the queue URLs."""
+        from api_poller.aws_resources import ensure_resources
+
+        s3, sqs = _aws_clients()
+        return ensure_resources(s3, sqs, settings, create=settings.create_resources)
+
+    @task(retries=0)
+    def plan() -> list[dict]:
+        """Read the API's metadata, validate it and plan the pages: one entry per fetch task."""
+        from airflow.exceptions import AirflowFailException
+        from api_poller.errors import PollerError
+        from api_poller.job import plan_job
+
+        context = get_current_context()
+        try:
+            job = plan_job(context["run_id"], context["params"], settings)
+        except PollerError as exc:
+            # Bad input or an API that keeps failing: retrying the task would not help.
+            raise AirflowFailException(f"cannot plan the job: {exc}") from exc
+        batches = job.pop("batches")
+        context["ti"].xcom_push(key="job", value=job)
+        context["ti"].xcom_push(key="total_pages", value=job["total_pages"])
+        return [
+            {"batch": batch, "url": job["url"], "concurrency_per_task": job["concurrency_per_task"]}
+            for batch in batches
+        ]
+
+    @task(map_index_template="{{ page_range }}")
+    def fetch_pages(batch: list[dict], url: str, concurrency_per_task: int) -> dict:
+        """Fetch this batch of pages concurrently, each into the raw bucket."""
+        import asyncio
+
+        from api_poller.fetching import fetch_pages_to_s3
+        from api_poller.job import retry_policy
+        from api_poller.planning import PageTask
+
+        context = get_current_context()
+        pages = [PageTask.from_dict(page) for page in batch]
+        context["page_range"] = f"{pages[0].page_id} .. {pages[-1].page_id}"
+        s3, _ = _aws_clients()
+        result = asyncio.run(
+            fetch_pages_to_s3(
+                job_id=context["run_id"],
+                url=url,
+                pages=pages,
+                s3_client=s3,
+                bucket=settings.raw_bucket,
+                recorder=_status_recorder(),
+                policy=retry_policy(settings),
+                timeout=settings.http_timeout_seconds,
+                concurrency=concurrency_per_task,
+            )
+        )
+        return result.to_dict()
+
+    @task
+    def enqueue_pages(fetched: list[dict], resources: dict[str, str]) -> list[str]:
+        """Publish a pointer message per saved page; returns the page ids enqueued."""
+        from api_poller.messaging import PagePointer, send_page_messages
+
+        pointers = [PagePointer.from_dict(saved) for batch in fetched for saved in batch["saved"]]
+        _, sqs = _aws_clients()
+        return send_page_messages(sqs, resources["queue_url"], pointers, _status_recorder())
+
+    @task(trigger_rule="all_done", retries=0)
+    def report() -> dict:
+        """Summarize the job from every task's page statuses; fail it if pages are missing."""
+        from airflow.exceptions import AirflowFailException, AirflowSkipException
+
+        from api_poller.report import job_summary
+        from api_poller.status import STATUS_XCOM_KEY
+
+        ti = get_current_context()["ti"]
+        job = ti.xcom_pull(task_ids="plan", key="job")
+        if not job:
+            raise AirflowSkipException("the plan step did not succeed, so there is nothing to report")
+        published = ti.xcom_pull(
+            task_ids=["fetch_pages", "enqueue_pages", "process.consume_page_messages"], key=STATUS_XCOM_KEY
+        )
+        summary = job_summary(
+            job_id=ti.run_id,
+            total_pages=job["total_pages"],
+            total_records=job["total_records"],
+            processed_bucket=settings.processed_bucket,
+            published_statuses=published,
+        )
+        ti.xcom_push(key="summary", value=summary)
+        print(f"job summary: {summary}")
+        if not summary["complete"] and settings.on_incomplete == "fail":
+            raise AirflowFailException(
+                f"job incomplete: {summary['progress']}; failed pages: {summary['failedPages']}"
+            )
+        return summary
+
+    resources = prepare_resources()
+    job = plan()
+    fetched = fetch_pages.expand_kwargs(job)
+    enqueued = enqueue_pages(fetched, resources)
+
+    with TaskGroup("process", tooltip="Consume the job's SQS messages and process each page"):
+        consumed = PageMessageSensor(
+            task_id="consume_page_messages",
+            aws_conn_id=settings.aws_conn_id,
+            sqs_queue=resources["queue_url"],
+            dead_letter_queue_url=resources["dead_letter_queue_url"],
+            job_id="{{ run_id }}",
+            expected_pages=enqueued,
+            processed_bucket=settings.processed_bucket,
+            max_receive_count=settings.max_receive_count,
+            retry_delay_seconds=settings.process_retry_delay_seconds,
+            poke_interval=settings.process_poke_seconds,
+            timeout=settings.process_timeout_seconds,
+            status_flush_seconds=settings.status_flush_seconds,
+        )
+
+    resources >> job
+    consumed >> report()
+
+
+api_poller()

@@ -1,0 +1,53 @@
+"""The one place that decides whether a failure is worth retrying."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+
+class PollerError(Exception):
+    """Base class of the poller's own errors."""
+
+
+class RetriableError(PollerError):
+    """A transient failure: trying the same request again may succeed."""
+
+
+class FatalError(PollerError):
+    """A permanent failure: retrying the same request cannot help."""
+
+
+class InvalidJobRequest(FatalError):
+    """The job's own input (URL, Params) is unusable."""
+
+
+class InvalidMetadata(FatalError):
+    """The partner API's metadata cannot be planned from."""
+
+
+RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def error_for_status(status: int, url: str, body_excerpt: str = "") -> PollerError:
+    """Map a non-2xx HTTP status to a retriable or fatal error."""
+    detail = f"HTTP {status} from {url}"
+    if body_excerpt:
+        detail += f": {body_excerpt[:200]}"
+    if status in RETRIABLE_STATUS or status >= 500:
+        return RetriableError(detail)
+    return FatalError(detail)
+
+
+def classify_exception(exc: BaseException, url: str) -> PollerError:
+    """Map a transport-level exception to a retriable or fatal error."""
+    if isinstance(exc, PollerError):
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return RetriableError(f"timed out waiting for {url}")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return FatalError(f"invalid URL {url}")
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)):
+        return RetriableError(f"connection to {url} failed: {exc}")
+    return FatalError(f"{type(exc).__name__} while fetching {url}: {exc}")

@@ -1,0 +1,103 @@
+"""Fetch a batch of pages concurrently and save each one, as served, to the raw bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from api_poller.errors import PollerError
+from api_poller.messaging import PagePointer
+from api_poller.partner_api import RetryPolicy, fetch_page
+from api_poller.planning import PageTask
+from api_poller.status import PageState, StatusRecorder
+from api_poller.storage import raw_payload_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    saved: list[PagePointer] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"saved": [pointer.to_dict() for pointer in self.saved], "failed": self.failed}
+
+
+class ProgressLog:
+    """Logs 'pages done / total, pages/s' at most every ``interval`` seconds."""
+
+    def __init__(self, what: str, total: int, interval: float = 5.0) -> None:
+        self._what, self._total, self._interval = what, total, interval
+        self._done = 0
+        self._started = self._last = time.monotonic()
+
+    def advance(self, count: int = 1) -> None:
+        self._done += count
+        now = time.monotonic()
+        if self._done == self._total or now - self._last >= self._interval:
+            self._last = now
+            elapsed = max(now - self._started, 1e-9)
+            log.info(
+                "%s: %d/%d pages, %.1f pages/s", self._what, self._done, self._total, self._done / elapsed
+            )
+
+
+async def fetch_pages_to_s3(
+    *,
+    job_id: str,
+    url: str,
+    pages: list[PageTask],
+    s3_client: Any,
+    bucket: str,
+    recorder: StatusRecorder,
+    policy: RetryPolicy,
+    timeout: float,
+    concurrency: int,
+) -> BatchResult:
+    """Fetch every page with at most ``concurrency`` requests in flight.
+
+    A page that still fails after its retries is recorded as FailedToComplete with the reason;
+    it never fails the other pages.
+    """
+    result = BatchResult()
+    in_flight = asyncio.Semaphore(concurrency)
+    progress = ProgressLog("fetch", len(pages))
+
+    async def one(page: PageTask) -> None:
+        async with in_flight:
+            recorder.mark(page.page_id, PageState.STARTED)
+
+            def on_retry(attempt: int, error: PollerError) -> None:
+                log.warning("%s attempt %d failed, retrying: %s", page.page_id, attempt, error)
+                recorder.mark(page.page_id, PageState.STARTED, attempts=attempt, error=str(error))
+
+            key = raw_payload_key(job_id, page.page_id)
+            try:
+                fetched = await fetch_page(session, url, page, policy, timeout, on_retry)
+                await asyncio.to_thread(
+                    s3_client.put_object,
+                    Bucket=bucket,
+                    Key=key,
+                    Body=fetched.body,
+                    ContentType="application/json",
+                )
+            except PollerError as exc:
+                result.failed[page.page_id] = str(exc)
+                recorder.mark(page.page_id, PageState.FAILED_TO_COMPLETE, reason=str(exc))
+            else:
+                result.saved.append(PagePointer(job_id, page.page_id, bucket, key, page.start_at, page.count))
+                recorder.mark(page.page_id, PageState.PAYLOAD_SAVED, attempts=fetched.attempts, raw_key=key)
+            progress.advance()
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(one(page) for page in pages))
+    recorder.flush()
+    result.saved.sort(key=lambda pointer: pointer.page_id)
+    return result

@@ -1,0 +1,82 @@
+"""A poller job: the validated request and its plan."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from api_poller.errors import InvalidJobRequest
+from api_poller.partner_api import RetryPolicy, fetch_metadata, validate_job_url
+from api_poller.planning import batch_pages, choose_page_size, plan_pages
+from api_poller.settings import PollerSettings
+
+MAX_CONCURRENCY = 512
+MAX_FETCH_TASKS = 256
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    url: str
+    page_size: int | None
+    concurrency: int
+    fetch_tasks: int
+
+
+def _optional_int(params: Mapping[str, Any], name: str, default: int | None, maximum: int) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobRequest(f"{name} must be an integer, got {value!r}")
+    if not 1 <= value <= maximum:
+        raise InvalidJobRequest(f"{name} must be between 1 and {maximum}, got {value}")
+    return value
+
+
+def parse_job_request(params: Mapping[str, Any], settings: PollerSettings) -> JobRequest:
+    """The job's request from the run's Params/conf, with a message naming any bad field."""
+    url = params.get("url") or settings.default_url or None
+    return JobRequest(
+        url=validate_job_url(url),
+        page_size=_optional_int(params, "page_size", None, 1_000_000),
+        concurrency=_optional_int(params, "concurrency", settings.default_concurrency, MAX_CONCURRENCY),
+        fetch_tasks=_optional_int(params, "fetch_tasks", settings.default_fetch_tasks, MAX_FETCH_TASKS),
+    )
+
+
+def retry_policy(settings: PollerSettings) -> RetryPolicy:
+    return RetryPolicy(
+        attempts=settings.http_attempts,
+        initial_seconds=settings.retry_initial_seconds,
+        backoff_rate=settings.retry_backoff_rate,
+        max_seconds=settings.retry_max_seconds,
+    )
+
+
+async def _read_metadata(url: str, settings: PollerSettings):
+    async with aiohttp.ClientSession() as session:
+        return await fetch_metadata(session, url, retry_policy(settings), settings.http_timeout_seconds)
+
+
+def plan_job(job_id: str, params: Mapping[str, Any], settings: PollerSettings) -> dict[str, Any]:
+    """Read the API's metadata and plan the pages, grouped into one batch per fetch task."""
+    request = parse_job_request(params, settings)
+    metadata = asyncio.run(_read_metadata(request.url, settings))
+    page_size = choose_page_size(metadata, request.page_size)
+    pages = plan_pages(metadata, page_size)
+    batches = batch_pages(pages, request.fetch_tasks)
+    return {
+        "job_id": job_id,
+        "url": request.url,
+        "total_records": metadata.total_records,
+        "page_size": page_size,
+        "total_pages": len(pages),
+        "batches": [[page.to_dict() for page in batch] for batch in batches],
+        # The job's concurrency is shared by its fetch tasks.
+        "concurrency_per_task": max(1, math.ceil(request.concurrency / len(batches))),
+    }

@@ -1,0 +1,83 @@
+"""Deployment settings: every name and knob the DAG uses, read from ``API_POLLER_*`` variables.
+
+Settings describe *where* things live (connections, buckets, queues) and *how hard* to try
+(retries, timeouts). Per-job choices (URL, page size, concurrency) are DAG Params instead.
+Defaults are the local embedded stack; pointing at real AWS changes only these variables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+ENV_PREFIX = "API_POLLER_"
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    aws_conn_id: str = "aws_default"
+    raw_bucket: str = "api-poller-raw"
+    processed_bucket: str = "api-poller-processed"
+    queue_name: str = "api-poller-process-payload"
+    dead_letter_queue_name: str = "api-poller-process-payload-dlq"
+    # SQS moves a message to the DLQ after this many failed receives (the seed uses 3).
+    max_receive_count: int = 3
+    # Create buckets and queues if missing (local default); off on AWS, where IaC owns them.
+    create_resources: bool = True
+    # Scheduled full sync: a cron/preset string, or empty for manual runs only.
+    schedule: str = ""
+    default_url: str = ""
+    # Job defaults (each can be overridden per run through the DAG's Params).
+    default_concurrency: int = 25
+    default_fetch_tasks: int = 4
+    # HTTP retries per page, as the seed's state machine: 6 attempts, backoff rate 2.
+    http_attempts: int = 6
+    retry_initial_seconds: float = 1.0
+    retry_backoff_rate: float = 2.0
+    retry_max_seconds: float = 60.0
+    http_timeout_seconds: float = 30.0
+    # Processing: how long the process step may wait for the job's pages, and how soon a
+    # failed message is offered again (instead of waiting out the queue's visibility timeout).
+    process_timeout_seconds: float = 3600.0
+    process_retry_delay_seconds: int = 5
+    process_poke_seconds: float = 1.0
+    # How often a running task publishes its pages' status to XCom.
+    status_flush_seconds: float = 1.0
+    # What the report step does when pages failed: "fail" the run or only "warn".
+    on_incomplete: str = "fail"
+
+    def __post_init__(self) -> None:
+        if self.on_incomplete not in ("fail", "warn"):
+            raise ValueError(
+                f"{ENV_PREFIX}ON_INCOMPLETE must be 'fail' or 'warn', got {self.on_incomplete!r}"
+            )
+        if self.http_attempts < 1:
+            raise ValueError(f"{ENV_PREFIX}HTTP_ATTEMPTS must be >= 1, got {self.http_attempts}")
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> PollerSettings:
+    """Build settings from ``API_POLLER_<FIELD>`` variables; unset ones keep their defaults."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for field in fields(PollerSettings):
+        raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is None:
+            continue
+        kind = type(field.default)
+        try:
+            values[field.name] = _parse_bool(raw) if kind is bool else kind(raw)
+        except ValueError:
+            raise ValueError(
+                f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}"
+            ) from None
+    return PollerSettings(**values)
