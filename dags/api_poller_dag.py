@@ -97,7 +97,8 @@ def api_poller():
     @task(retries=0)
     def plan() -> list[dict]:
         """Read the API's metadata, validate it and plan the pages: one entry per fetch task."""
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
+
         from api_poller.errors import PollerError
         from api_poller.job import plan_job
 
@@ -144,18 +145,20 @@ def api_poller():
         return result.to_dict()
 
     @task
-    def enqueue_pages(fetched: list[dict], resources: dict[str, str]) -> list[str]:
+    def enqueue_pages(resources: dict[str, str]) -> list[str]:
         """Publish a pointer message per saved page; returns the page ids enqueued."""
         from api_poller.messaging import PagePointer, send_page_messages
 
-        pointers = [PagePointer.from_dict(saved) for batch in fetched for saved in batch["saved"]]
+        # One read of every fetch task's result (iterating the lazy mapped output probes past its end).
+        fetched = get_current_context()["ti"].xcom_pull(task_ids=["fetch_pages"])
+        pointers = [PagePointer.from_dict(saved) for batch in fetched if batch for saved in batch["saved"]]
         _, sqs = _aws_clients()
         return send_page_messages(sqs, resources["queue_url"], pointers, _status_recorder())
 
     @task(trigger_rule="all_done", retries=0)
     def report() -> dict:
         """Summarize the job from every task's page statuses; fail it if pages are missing."""
-        from airflow.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from api_poller.report import job_summary
         from api_poller.status import STATUS_XCOM_KEY
@@ -185,7 +188,7 @@ def api_poller():
     resources = prepare_resources()
     job = plan()
     fetched = fetch_pages.expand_kwargs(job)
-    enqueued = enqueue_pages(fetched, resources)
+    enqueued = enqueue_pages(resources)
 
     with TaskGroup("process", tooltip="Consume the job's SQS messages and process each page"):
         consumed = PageMessageSensor(
@@ -204,6 +207,7 @@ def api_poller():
         )
 
     resources >> job
+    fetched >> enqueued
     consumed >> report()
 
 

@@ -42,7 +42,9 @@ def validate_job_url(url: Any) -> str:
 def page_url(url: str, start_at: int, count: int) -> str:
     """The URL with ``startAt``/``count`` set, keeping any other query parameters."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("startAt", "count")]
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("startAt", "count")
+    ]
     query += [("startAt", str(start_at)), ("count", str(count))]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
@@ -60,7 +62,10 @@ class RetryPolicy:
         Half the delay is fixed and half random, so many pages failing together do not all
         come back at the same instant.
         """
-        base = min(self.max_seconds, self.initial_seconds * self.backoff_rate ** (retry_number - 1))
+        try:
+            base = min(self.max_seconds, self.initial_seconds * self.backoff_rate ** (retry_number - 1))
+        except OverflowError:  # a huge retry number: the cap applies
+            base = self.max_seconds
         return base / 2 + (rng or random).uniform(0, base / 2)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -94,5 +93,12 @@ def batch_pages(pages: list[PageTask], task_count: int) -> list[list[PageTask]]:
         raise InvalidJobRequest(f"fetch_tasks must be a positive integer, got {task_count!r}")
     if not pages:
         return []
-    per_batch = math.ceil(len(pages) / task_count)
-    return [pages[i : i + per_batch] for i in range(0, len(pages), per_batch)]
+    # The first ``extra`` batches take one page more, so sizes differ by at most one.
+    count = min(task_count, len(pages))
+    size, extra = divmod(len(pages), count)
+    batches, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        batches.append(pages[start:end])
+        start = end
+    return batches
