@@ -119,30 +119,17 @@ def api_poller():
     @task(map_index_template="{{ page_range }}")
     def fetch_pages(batch: list[dict], url: str, concurrency_per_task: int) -> dict:
         """Fetch this batch of pages concurrently, each into the raw bucket."""
-        import asyncio
-
-        from api_poller.fetching import fetch_pages_to_s3
-        from api_poller.job import retry_policy
+        from api_poller.fetching import fetch_batch
         from api_poller.planning import PageTask
 
         context = get_current_context()
         pages = [PageTask.from_dict(page) for page in batch]
         context["page_range"] = f"{pages[0].page_id} .. {pages[-1].page_id}"
         s3, _ = _aws_clients()
-        result = asyncio.run(
-            fetch_pages_to_s3(
-                job_id=context["run_id"],
-                url=url,
-                pages=pages,
-                s3_client=s3,
-                bucket=settings.raw_bucket,
-                recorder=_status_recorder(),
-                policy=retry_policy(settings),
-                timeout=settings.http_timeout_seconds,
-                concurrency=concurrency_per_task,
-            )
-        )
-        return result.to_dict()
+        return fetch_batch(
+            settings, job_id=context["run_id"], url=url, pages=pages, concurrency=concurrency_per_task,
+            s3_client=s3, recorder=_status_recorder(),
+        )  # fmt: skip
 
     @task
     def enqueue_pages(resources: dict[str, str]) -> list[str]:
@@ -199,6 +186,7 @@ def api_poller():
             job_id="{{ run_id }}",
             expected_pages=enqueued,
             processed_bucket=settings.processed_bucket,
+            raw_bucket=settings.raw_bucket,
             max_receive_count=settings.max_receive_count,
             retry_delay_seconds=settings.process_retry_delay_seconds,
             poke_interval=settings.process_poke_seconds,

@@ -31,6 +31,8 @@ os.environ.update(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME}/airflow.db",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # Short waits so failure paths finish in seconds; the product defaults are the seed's.
+        # The simulator runs on loopback, which the SSRF guard refuses unless allowed.
+        "API_POLLER_URL_ALLOWLIST": "127.0.0.1",
         "API_POLLER_RETRY_INITIAL_SECONDS": "0.02",
         "API_POLLER_RETRY_MAX_SECONDS": "0.2",
         "API_POLLER_HTTP_TIMEOUT_SECONDS": "10",

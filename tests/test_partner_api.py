@@ -29,6 +29,7 @@ from api_poller.errors import (
     error_for_status,
 )
 from api_poller.partner_api import (
+    ClientOptions,
     FetchedPage,
     RetryPolicy,
     check_page_document,
@@ -45,7 +46,7 @@ from tests.helpers import serve_in_thread
 T = TypeVar("T")
 
 FAST = RetryPolicy(attempts=6, initial_seconds=0.001, max_seconds=0.01)
-TIMEOUT = 5.0
+TIMEOUT = ClientOptions(timeout=5.0)
 PAGE = PageTask(page=2, start_at=200, count=100)
 
 
@@ -523,7 +524,9 @@ def test_slow_response_times_out_as_retriable(odd_api: tuple[str, dict[str, int]
     base_url, _ = odd_api
     policy = RetryPolicy(attempts=2, initial_seconds=0.001)
     with pytest.raises(RetriableError, match="gave up after 2 attempts: timed out"):
-        run_with_session(lambda s: fetch_page(s, f"{base_url}/slow", PAGE, policy, timeout=0.05))
+        run_with_session(
+            lambda s: fetch_page(s, f"{base_url}/slow", PAGE, policy, ClientOptions(timeout=0.05))
+        )
 
 
 def test_connection_refused_is_retriable() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -12,7 +14,14 @@ class PollerError(Exception):
 
 
 class RetriableError(PollerError):
-    """A transient failure: trying the same request again may succeed."""
+    """A transient failure: trying the same request again may succeed.
+
+    ``retry_after`` is the wait in seconds the server asked for, if it did.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class FatalError(PollerError):
@@ -30,13 +39,32 @@ class InvalidMetadata(FatalError):
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-def error_for_status(status: int, url: str, body_excerpt: str = "") -> PollerError:
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def error_for_status(
+    status: int, url: str, body_excerpt: str = "", retry_after: str | None = None
+) -> PollerError:
     """Map a non-2xx HTTP status to a retriable or fatal error."""
     detail = f"HTTP {status} from {url}"
     if body_excerpt:
         detail += f": {body_excerpt[:200]}"
     if status in RETRIABLE_STATUS or status >= 500:
-        return RetriableError(detail)
+        wait = parse_retry_after(retry_after) if status in (429, 503) else None
+        return RetriableError(detail, retry_after=wait)
     return FatalError(detail)
 
 

@@ -12,10 +12,11 @@ import aiohttp
 
 from api_poller.errors import PollerError
 from api_poller.messaging import PagePointer
-from api_poller.partner_api import RetryPolicy, fetch_page
+from api_poller.partner_api import ClientOptions, RetryPolicy, fetch_page
 from api_poller.planning import PageTask
+from api_poller.settings import PollerSettings
 from api_poller.status import PageState, StatusRecorder
-from api_poller.storage import raw_payload_key
+from api_poller.storage import processed_prefix, raw_payload_key, raw_prefix, stored_page_ids
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +56,41 @@ async def fetch_pages_to_s3(
     pages: list[PageTask],
     s3_client: Any,
     bucket: str,
+    processed_bucket: str,
     recorder: StatusRecorder,
     policy: RetryPolicy,
-    timeout: float,
+    options: ClientOptions,
     concurrency: int,
 ) -> BatchResult:
     """Fetch every page with at most ``concurrency`` requests in flight.
 
     A page that still fails after its retries is recorded as FailedToComplete with the reason;
-    it never fails the other pages.
+    it never fails the other pages. Pages an earlier try of this job already saved or processed
+    are not fetched again (a cleared or retried task resumes).
     """
     result = BatchResult()
+    saved_before = await asyncio.to_thread(stored_page_ids, s3_client, bucket, raw_prefix(job_id))
+    processed_before = await asyncio.to_thread(
+        stored_page_ids, s3_client, processed_bucket, processed_prefix(job_id)
+    )
     in_flight = asyncio.Semaphore(concurrency)
     progress = ProgressLog("fetch", len(pages))
 
+    def resume(page: PageTask) -> bool:
+        key = raw_payload_key(job_id, page.page_id)
+        if page.page_id in processed_before:
+            recorder.mark(page.page_id, PageState.SUCCESSFULLY_COMPLETED, resumed=True)
+        elif page.page_id in saved_before:
+            result.saved.append(PagePointer(job_id, page.page_id, bucket, key, page.start_at, page.count))
+            recorder.mark(page.page_id, PageState.PAYLOAD_SAVED, raw_key=key, resumed=True)
+        else:
+            return False
+        progress.advance()
+        return True
+
     async def one(page: PageTask) -> None:
+        if resume(page):
+            return
         async with in_flight:
             recorder.mark(page.page_id, PageState.STARTED)
 
@@ -79,7 +100,7 @@ async def fetch_pages_to_s3(
 
             key = raw_payload_key(job_id, page.page_id)
             try:
-                fetched = await fetch_page(session, url, page, policy, timeout, on_retry)
+                fetched = await fetch_page(session, url, page, policy, options, on_retry)
                 await asyncio.to_thread(
                     s3_client.put_object,
                     Bucket=bucket,
@@ -101,3 +122,34 @@ async def fetch_pages_to_s3(
     recorder.flush()
     result.saved.sort(key=lambda pointer: pointer.page_id)
     return result
+
+
+def fetch_batch(
+    settings: PollerSettings,
+    *,
+    job_id: str,
+    url: str,
+    pages: list[PageTask],
+    concurrency: int,
+    s3_client: Any,
+    recorder: StatusRecorder,
+) -> dict[str, Any]:
+    """The fetch task: check the URL again (DNS may have changed), fetch, report saved pages."""
+    from api_poller.job import check_job_url, client_options, retry_policy
+
+    check_job_url(url, settings)
+    result = asyncio.run(
+        fetch_pages_to_s3(
+            job_id=job_id,
+            url=url,
+            pages=pages,
+            s3_client=s3_client,
+            bucket=settings.raw_bucket,
+            processed_bucket=settings.processed_bucket,
+            recorder=recorder,
+            policy=retry_policy(settings),
+            options=client_options(settings),
+            concurrency=concurrency,
+        )
+    )
+    return result.to_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,9 +12,10 @@ from typing import Any
 import aiohttp
 
 from api_poller.errors import InvalidJobRequest
-from api_poller.partner_api import RetryPolicy, fetch_metadata, validate_job_url
+from api_poller.partner_api import ClientOptions, RetryPolicy, fetch_metadata, validate_job_url
 from api_poller.planning import batch_pages, choose_page_size, plan_pages
 from api_poller.settings import PollerSettings
+from api_poller.url_policy import check_url_allowed, parse_allowlist
 
 MAX_CONCURRENCY = 512
 MAX_FETCH_TASKS = 256
@@ -55,17 +57,49 @@ def retry_policy(settings: PollerSettings) -> RetryPolicy:
         initial_seconds=settings.retry_initial_seconds,
         backoff_rate=settings.retry_backoff_rate,
         max_seconds=settings.retry_max_seconds,
+        retry_after_max_seconds=settings.retry_after_max_seconds,
     )
+
+
+def connection_headers(connection: Any) -> dict[str, str]:
+    """Request headers from the partner API's Airflow connection (never logged or stored)."""
+    headers = {str(k): str(v) for k, v in (connection.extra_dejson.get("headers") or {}).items()}
+    if connection.login and connection.password:
+        token = base64.b64encode(f"{connection.login}:{connection.password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    elif connection.password:
+        headers["Authorization"] = f"Bearer {connection.password}"
+    return headers
+
+
+def client_options(settings: PollerSettings) -> ClientOptions:
+    """Request options, with the credentials of ``API_POLLER_PARTNER_API_CONN_ID`` if set."""
+    headers: dict[str, str] = {}
+    if settings.partner_api_conn_id:
+        from airflow.sdk import BaseHook
+
+        headers = connection_headers(BaseHook.get_connection(settings.partner_api_conn_id))
+    return ClientOptions(
+        timeout=settings.http_timeout_seconds,
+        max_response_bytes=settings.max_response_bytes,
+        headers=headers,
+    )
+
+
+def check_job_url(url: str, settings: PollerSettings) -> None:
+    """The SSRF guard, run before any request to the partner API."""
+    check_url_allowed(url, parse_allowlist(settings.url_allowlist))
 
 
 async def _read_metadata(url: str, settings: PollerSettings):
     async with aiohttp.ClientSession() as session:
-        return await fetch_metadata(session, url, retry_policy(settings), settings.http_timeout_seconds)
+        return await fetch_metadata(session, url, retry_policy(settings), client_options(settings))
 
 
 def plan_job(job_id: str, params: Mapping[str, Any], settings: PollerSettings) -> dict[str, Any]:
     """Read the API's metadata and plan the pages, grouped into one batch per fetch task."""
     request = parse_job_request(params, settings)
+    check_job_url(request.url, settings)
     metadata = asyncio.run(_read_metadata(request.url, settings))
     page_size = choose_page_size(metadata, request.page_size)
     pages = plan_pages(metadata, page_size)

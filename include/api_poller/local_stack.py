@@ -62,6 +62,8 @@ def airflow_environment(airflow_home: Path, extra: dict[str, str] | None = None)
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        # The local partner-API simulator is on loopback, which the SSRF guard refuses by default.
+        "API_POLLER_URL_ALLOWLIST": "127.0.0.1",
     }
     env.update(extra or {})
     return env

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,6 +36,9 @@ def validate_job_url(url: Any) -> str:
         raise InvalidJobRequest(f"url {url!r} must use http or https, not {parts.scheme or 'no scheme'!r}")
     if not parts.hostname:
         raise InvalidJobRequest(f"url {url!r} has no host")
+    if parts.username or parts.password:
+        # Credentials in the URL would end up in XCom and logs; they belong in a Connection.
+        raise InvalidJobRequest("url must not contain credentials: use API_POLLER_PARTNER_API_CONN_ID")
     return url.strip()
 
 
@@ -55,6 +58,7 @@ class RetryPolicy:
     initial_seconds: float = 1.0
     backoff_rate: float = 2.0
     max_seconds: float = 60.0
+    retry_after_max_seconds: float = 300.0
 
     def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based): exponential, with jitter.
@@ -68,6 +72,13 @@ class RetryPolicy:
             base = self.max_seconds
         return base / 2 + (rng or random).uniform(0, base / 2)
 
+    def wait_before(self, retry_number: int, error: RetriableError) -> float:
+        """The backoff delay, or longer when the server asked for it (Retry-After)."""
+        delay = self.delay(retry_number)
+        if error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self.retry_after_max_seconds))
+        return delay
+
 
 @dataclass(frozen=True)
 class FetchedPage:
@@ -79,12 +90,40 @@ class FetchedPage:
 RetryCallback = Callable[[int, PollerError], None]
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, timeout: float) -> tuple[bytes, Any]:
+@dataclass(frozen=True)
+class ClientOptions:
+    """How every request is made: time limit, size limit, extra headers (credentials)."""
+
+    timeout: float = 30.0
+    max_response_bytes: int = 64 * 1024 * 1024
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def _read_limited(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise FatalError(f"response from {url} is {declared} bytes, above the limit of {limit}")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            raise FatalError(f"response from {url} exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOptions) -> tuple[bytes, Any]:
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            body = await response.read()
+        async with session.get(
+            url, timeout=aiohttp.ClientTimeout(total=options.timeout), headers=options.headers
+        ) as response:
+            body = await _read_limited(response, url, options.max_response_bytes)
             if response.status != 200:
-                raise error_for_status(response.status, url, body.decode("utf-8", "replace"))
+                raise error_for_status(
+                    response.status,
+                    url,
+                    body.decode("utf-8", "replace"),
+                    retry_after=response.headers.get("Retry-After"),
+                )
     except PollerError:
         raise
     except Exception as exc:  # transport errors are classified in one place
@@ -109,17 +148,17 @@ async def with_retries(call, policy: RetryPolicy, on_retry: RetryCallback | None
                 raise RetriableError(f"gave up after {attempt} attempts: {exc}") from exc
             if on_retry:
                 on_retry(attempt, exc)
-            await asyncio.sleep(policy.delay(attempt))
+            await asyncio.sleep(policy.wait_before(attempt, exc))
     raise AssertionError("unreachable")
 
 
 async def fetch_metadata(
-    session: aiohttp.ClientSession, url: str, policy: RetryPolicy, timeout: float
+    session: aiohttp.ClientSession, url: str, policy: RetryPolicy, options: ClientOptions
 ) -> ApiMetadata:
     """Ask for one record and read ``totalRecords``/``maxRecordsPerPage`` from the answer."""
 
     async def call() -> ApiMetadata:
-        _, document = await _get_json(session, page_url(url, 0, 1), timeout)
+        _, document = await _get_json(session, page_url(url, 0, 1), options)
         return parse_metadata(document)
 
     metadata, _ = await with_retries(call, policy)
@@ -141,26 +180,15 @@ async def fetch_page(
     url: str,
     page: PageTask,
     policy: RetryPolicy,
-    timeout: float,
+    options: ClientOptions,
     on_retry: RetryCallback | None = None,
 ) -> FetchedPage:
     """One page's raw body, checked to hold exactly the records asked for."""
     target = page_url(url, page.start_at, page.count)
 
     async def call() -> tuple[bytes, int]:
-        body, document = await _get_json(session, target, timeout)
+        body, document = await _get_json(session, target, options)
         return body, check_page_document(document, page)
 
     (body, records), attempts = await with_retries(call, policy, on_retry)
     return FetchedPage(body=body, record_count=records, attempts=attempts)
-
-
-__all__ = [
-    "FatalError",
-    "FetchedPage",
-    "RetryPolicy",
-    "fetch_metadata",
-    "fetch_page",
-    "page_url",
-    "validate_job_url",
-]

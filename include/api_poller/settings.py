@@ -25,6 +25,12 @@ class PollerSettings:
     max_receive_count: int = 3
     # Create buckets and queues if missing (local default); off on AWS, where IaC owns them.
     create_resources: bool = True
+    # The partner API: an optional HTTP connection holding its credentials (basic auth from
+    # login/password, a bearer token from the password alone, or extra {"headers": {...}}),
+    # and the SSRF guard's allowlist (see url_policy.py).
+    partner_api_conn_id: str = ""
+    url_allowlist: str = ""
+    max_response_bytes: int = 64 * 1024 * 1024
     # Scheduled full sync: a cron/preset string, or empty for manual runs only.
     schedule: str = ""
     default_url: str = ""
@@ -37,6 +43,8 @@ class PollerSettings:
     retry_backoff_rate: float = 2.0
     retry_max_seconds: float = 60.0
     http_timeout_seconds: float = 30.0
+    # A 429/503 Retry-After is honoured, up to this many seconds.
+    retry_after_max_seconds: float = 300.0
     # Processing: how long the process step may wait for the job's pages, and how soon a
     # failed message is offered again (instead of waiting out the queue's visibility timeout).
     process_timeout_seconds: float = 3600.0
@@ -46,12 +54,17 @@ class PollerSettings:
     status_flush_seconds: float = 1.0
     # What the report step does when pages failed: "fail" the run or only "warn".
     on_incomplete: str = "fail"
+    # After processing, read the job's output back to check ids and counts ("full"), or
+    # check counts from the page statuses only ("counts").
+    reconcile: str = "full"
 
     def __post_init__(self) -> None:
         if self.on_incomplete not in ("fail", "warn"):
             raise ValueError(
                 f"{ENV_PREFIX}ON_INCOMPLETE must be 'fail' or 'warn', got {self.on_incomplete!r}"
             )
+        if self.reconcile not in ("full", "counts"):
+            raise ValueError(f"{ENV_PREFIX}RECONCILE must be 'full' or 'counts', got {self.reconcile!r}")
         if self.http_attempts < 1:
             raise ValueError(f"{ENV_PREFIX}HTTP_ATTEMPTS must be >= 1, got {self.http_attempts}")
 

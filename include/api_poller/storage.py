@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -21,9 +22,18 @@ def safe_job_id(job_id: str) -> str:
     return cleaned[:200]
 
 
+def raw_prefix(job_id: str) -> str:
+    return f"jobs/{safe_job_id(job_id)}/raw/"
+
+
 def raw_payload_key(job_id: str, page_id: str) -> str:
     """The raw page as the partner API served it: ``jobs/<job>/raw/<page>.json`` in the raw bucket."""
-    return f"jobs/{safe_job_id(job_id)}/raw/{page_id}.json"
+    return f"{raw_prefix(job_id)}{page_id}.json"
+
+
+def processing_error_key(job_id: str, page_id: str) -> str:
+    """Why the page's last processing attempt failed (raw bucket), readable by any consumer."""
+    return f"jobs/{safe_job_id(job_id)}/errors/{page_id}.json"
 
 
 def processed_prefix(job_id: str) -> str:
@@ -37,3 +47,13 @@ def processed_key(job_id: str, page_id: str) -> str:
 
 def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
+
+
+def stored_page_ids(s3_client: Any, bucket: str, prefix: str) -> set[str]:
+    """Page ids that have an object under ``prefix`` (one LIST call per 1000 objects)."""
+    pages = set()
+    for listing in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in listing.get("Contents", []):
+            name = item["Key"][len(prefix) :]
+            pages.add(name.rsplit(".", 1)[0])
+    return pages
