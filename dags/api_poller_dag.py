@@ -142,35 +142,28 @@ def api_poller():
         _, sqs = _aws_clients()
         return send_page_messages(sqs, resources["queue_url"], pointers, _status_recorder())
 
-    @task(trigger_rule="all_done", retries=0)
-    def report() -> dict:
-        """Summarize the job from every task's page statuses; fail it if pages are missing."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
-        from api_poller.report import job_summary
-        from api_poller.status import STATUS_XCOM_KEY
+    @task(trigger_rule="all_done")
+    def reconcile_output() -> dict | None:
+        """Compare what landed with the plan: pages, record counts, duplicate ids."""
+        from api_poller.reconcile import reconcile_job
 
         ti = get_current_context()["ti"]
-        job = ti.xcom_pull(task_ids="plan", key="job")
-        if not job:
-            raise AirflowSkipException("the plan step did not succeed, so there is nothing to report")
-        published = ti.xcom_pull(
-            task_ids=["fetch_pages", "enqueue_pages", "process.consume_page_messages"], key=STATUS_XCOM_KEY
-        )
-        summary = job_summary(
-            job_id=ti.run_id,
-            total_pages=job["total_pages"],
-            total_records=job["total_records"],
-            processed_bucket=settings.processed_bucket,
-            published_statuses=published,
-        )
-        ti.xcom_push(key="summary", value=summary)
-        print(f"job summary: {summary}")
-        if not summary["complete"] and settings.on_incomplete == "fail":
-            raise AirflowFailException(
-                f"job incomplete: {summary['progress']}; failed pages: {summary['failedPages']}"
-            )
-        return summary
+        s3, _ = _aws_clients()
+        return reconcile_job(settings, ti, s3)
+
+    @task(trigger_rule="all_done", retries=0)
+    def report() -> dict:
+        """Summarize the job from every task's page statuses; fail it if records are missing."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from api_poller.report import IncompleteJob, NothingToReport, report_job
+
+        try:
+            return report_job(settings, get_current_context()["ti"])
+        except NothingToReport as exc:
+            raise AirflowSkipException(str(exc)) from exc
+        except IncompleteJob as exc:
+            raise AirflowFailException(str(exc)) from exc
 
     resources = prepare_resources()
     job = plan()
@@ -193,10 +186,12 @@ def api_poller():
             timeout=settings.process_timeout_seconds,
             status_flush_seconds=settings.status_flush_seconds,
         )
+        reconciled = reconcile_output()
+        consumed >> reconciled
 
     resources >> job
     fetched >> enqueued
-    consumed >> report()
+    reconciled >> report()
 
 
 api_poller()

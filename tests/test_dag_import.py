@@ -22,7 +22,8 @@ def test_dag_reads_like_the_data_flow():
     assert downstream["plan"] == ["fetch_pages"]
     assert downstream["fetch_pages"] == ["enqueue_pages"]
     assert downstream["enqueue_pages"] == ["process.consume_page_messages"]
-    assert downstream["process.consume_page_messages"] == ["report"]
+    assert downstream["process.consume_page_messages"] == ["process.reconcile_output"]
+    assert downstream["process.reconcile_output"] == ["report"]
 
 
 def test_trigger_form_params_have_descriptions():

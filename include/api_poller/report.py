@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from api_poller.status import PageState, merge_page_statuses, summarize
+from api_poller.status import STATUS_XCOM_KEY, PageState, merge_page_statuses, summarize
 from api_poller.storage import processed_prefix, s3_uri
+
+log = logging.getLogger(__name__)
 
 
 def job_summary(
@@ -16,6 +20,7 @@ def job_summary(
     total_records: int,
     processed_bucket: str,
     published_statuses: Iterable[Mapping[str, Any] | None],
+    reconciliation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     latest = merge_page_statuses(published_statuses)
     failed = {
@@ -23,17 +28,64 @@ def job_summary(
         for page, record in sorted(latest.items())
         if record["state"] == PageState.FAILED_TO_COMPLETE
     }
+    succeeded = sum(1 for r in latest.values() if r["state"] == PageState.SUCCESSFULLY_COMPLETED)
+    records_written = sum(
+        int(record.get("records") or 0)
+        for record in latest.values()
+        if record["state"] == PageState.SUCCESSFULLY_COMPLETED
+    )
+    if reconciliation:
+        records_written = reconciliation["recordsWritten"]
     return {
         "jobId": job_id,
         "progress": summarize(latest, total_pages),
         "totalRecords": total_records,
-        "recordsWritten": sum(
-            int(record.get("records", 0))
-            for record in latest.values()
-            if record["state"] == PageState.SUCCESSFULLY_COMPLETED
-        ),
+        "recordsWritten": records_written,
         "processedLocation": s3_uri(processed_bucket, processed_prefix(job_id)),
         "failedPages": failed,
-        "complete": len(failed) == 0
-        and sum(1 for r in latest.values() if r["state"] == PageState.SUCCESSFULLY_COMPLETED) == total_pages,
+        "reconciliation": dict(reconciliation) if reconciliation else None,
+        "complete": not failed
+        and succeeded == total_pages
+        and (reconciliation is None or bool(reconciliation["complete"])),
     }
+
+
+STATUS_TASKS = ["fetch_pages", "enqueue_pages", "process.consume_page_messages"]
+
+
+class NothingToReport(Exception):
+    """The plan did not succeed, so the job has no pages to report on."""
+
+
+class IncompleteJob(Exception):
+    """Pages failed or records are missing or duplicated."""
+
+
+def published_statuses(ti: Any) -> list[Mapping[str, Any] | None]:
+    """Every ``page_status`` XCom of the run (all map indexes of all status-publishing tasks)."""
+    return ti.xcom_pull(task_ids=STATUS_TASKS, key=STATUS_XCOM_KEY)
+
+
+def report_job(settings: Any, ti: Any) -> dict[str, Any]:
+    """The report task: publish the summary (XCom ``summary``); raise if the job is incomplete."""
+    job = ti.xcom_pull(task_ids="plan", key="job")
+    if not job:
+        raise NothingToReport("the plan step did not succeed, so there is nothing to report")
+    summary = job_summary(
+        job_id=ti.run_id,
+        total_pages=job["total_pages"],
+        total_records=job["total_records"],
+        processed_bucket=settings.processed_bucket,
+        published_statuses=published_statuses(ti),
+        reconciliation=ti.xcom_pull(task_ids="process.reconcile_output"),
+    )
+    ti.xcom_push(key="summary", value=summary)
+    log.info("job summary: %s", json.dumps(summary))
+    if not summary["complete"]:
+        message = f"job incomplete: {summary['progress']}; failed pages: {summary['failedPages']}"
+        if summary["reconciliation"] and not summary["reconciliation"]["complete"]:
+            message += f"; reconciliation: {summary['reconciliation']}"
+        if settings.on_incomplete == "fail":
+            raise IncompleteJob(message)
+        log.warning("%s (API_POLLER_ON_INCOMPLETE=warn)", message)
+    return summary
