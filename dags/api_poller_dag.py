@@ -185,6 +185,7 @@ def api_poller():
             poke_interval=settings.process_poke_seconds,
             timeout=settings.process_timeout_seconds,
             status_flush_seconds=settings.status_flush_seconds,
+            workers=settings.process_workers,
         )
         reconciled = reconcile_output()
         consumed >> reconciled

@@ -50,6 +50,8 @@ class PollerSettings:
     process_timeout_seconds: float = 3600.0
     process_retry_delay_seconds: int = 5
     process_poke_seconds: float = 1.0
+    # Pages one process step works on at once (threads).
+    process_workers: int = 8
     # How often a running task publishes its pages' status to XCom.
     status_flush_seconds: float = 1.0
     # What the report step does when pages failed: "fail" the run or only "warn".
@@ -57,6 +59,16 @@ class PollerSettings:
     # After processing, read the job's output back to check ids and counts ("full"), or
     # check counts from the page statuses only ("counts").
     reconcile: str = "full"
+    # Retention (the api_poller_maintenance DAG): a job's status (its XComs) and its leftover raw
+    # pages are removed this many days after the job ended.
+    retention_days: int = 3
+    # Dead letters this close to the DLQ's MessageRetentionPeriod are reported before SQS drops them.
+    dead_letter_expiry_margin_days: float = 2.0
+    # Airflow 3 tasks have no metadata-database access: the status purge runs in a process given
+    # the database URL held by this Airflow connection (see docs/operations.md).
+    metadata_db_conn_id: str = ""
+    # On Amazon MWAA: the environment whose CLI endpoint runs the status purge instead.
+    mwaa_environment: str = ""
 
     def __post_init__(self) -> None:
         if self.on_incomplete not in ("fail", "warn"):
