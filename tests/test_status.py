@@ -102,14 +102,23 @@ def test_merge_keeps_pages_from_every_task() -> None:
     assert sorted(merge_page_statuses(published)) == ["page-000000", "page-000001", "page-000002"]
 
 
-def test_merge_keeps_the_winning_record_details() -> None:
+def test_merge_keeps_the_winning_record_and_fills_in_details_from_earlier_states() -> None:
     published = [
-        {"page-000003": rec(PageState.STARTED, 1.0, attempts=2)},
-        {"page-000003": rec(PageState.SUCCESSFULLY_COMPLETED, 2.0, records=100)},
+        {"page-000003": rec(PageState.PAYLOAD_SAVED, 1.0, attempts=2, error="HTTP 500")},
+        {"page-000003": rec(PageState.SUCCESSFULLY_COMPLETED, 2.0, records=100, error=None)},
     ]
     assert merge_page_statuses(published)["page-000003"] == rec(
-        PageState.SUCCESSFULLY_COMPLETED, 2.0, records=100
+        PageState.SUCCESSFULLY_COMPLETED, 2.0, records=100, attempts=2, error=None
     )
+
+
+def test_merge_fills_in_details_whatever_the_order() -> None:
+    published = [
+        {"page-000003": rec(PageState.SUCCESSFULLY_COMPLETED, 2.0, records=100)},
+        {"page-000003": rec(PageState.PAYLOAD_SAVED, 1.0, attempts=2, raw_key="k")},
+    ]
+    merged = merge_page_statuses(published)["page-000003"]
+    assert merged["state"] == "SuccessfullyCompleted" and merged["attempts"] == 2 and merged["raw_key"] == "k"
 
 
 def test_merge_does_not_alias_published_records() -> None:

@@ -53,13 +53,20 @@ def _order(record: Mapping[str, Any]) -> tuple[int, float]:
 def merge_page_statuses(
     published: Iterable[Mapping[str, Mapping[str, Any]] | None],
 ) -> dict[str, StatusRecord]:
-    """Each page's most advanced record across the ``page_status`` XComs of a run."""
+    """Each page's most advanced record across the ``page_status`` XComs of a run.
+
+    Details the winning record lacks (fetch attempts, the raw key, ...) are kept from the others.
+    """
     latest: dict[str, StatusRecord] = {}
     for statuses in published:
         for page, record in (statuses or {}).items():
             current = latest.get(page)
-            if current is None or _order(record) >= _order(current):
+            if current is None:
                 latest[page] = dict(record)
+            elif _order(record) >= _order(current):
+                latest[page] = {**current, **record}
+            else:
+                latest[page] = {**record, **current}
     return latest
 
 
