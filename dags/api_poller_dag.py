@@ -154,15 +154,14 @@ def api_poller():
     @task(trigger_rule="all_done", retries=0)
     def report() -> dict:
         """Summarize the job from every task's page statuses; fail it if records are missing."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from api_poller.report import IncompleteJob, NothingToReport, report_job
 
         try:
             return report_job(settings, get_current_context()["ti"])
-        except NothingToReport as exc:
-            raise AirflowSkipException(str(exc)) from exc
-        except IncompleteJob as exc:
+        except (NothingToReport, IncompleteJob) as exc:
+            # The run must not look successful: report is its last task.
             raise AirflowFailException(str(exc)) from exc
 
     resources = prepare_resources()

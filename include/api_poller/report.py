@@ -70,7 +70,7 @@ def report_job(settings: Any, ti: Any) -> dict[str, Any]:
     """The report task: publish the summary (XCom ``summary``); raise if the job is incomplete."""
     job = ti.xcom_pull(task_ids="plan", key="job")
     if not job:
-        raise NothingToReport("the plan step did not succeed, so there is nothing to report")
+        raise NothingToReport("the plan step failed (see its log), so nothing was fetched")
     summary = job_summary(
         job_id=ti.run_id,
         total_pages=job["total_pages"],
