@@ -1,0 +1,123 @@
+"""api_poller_maintenance: retention of the poller's job status, raw leftovers and dead letters.
+
+Three independent tasks, daily. The logic lives in ``api_poller.retention``; this file wires it up.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from api_poller.settings import load_settings
+
+settings = load_settings()
+
+DOC = f"""
+### API poller maintenance
+Daily retention for the `api_poller` DAG (`API_POLLER_RETENTION_DAYS`, now {settings.retention_days}):
+
+* **purge_expired_status**: deletes the XComs (page statuses, plan, summary) of `api_poller` runs
+  that ended more than the retention ago, with `airflow db clean` (table `xcom`, DAG `api_poller`
+  only). The DAG runs stay: the job API then answers that the job expired.
+* **remove_expired_raw_payloads**: deletes raw pages left in
+  `s3://{settings.raw_bucket}/jobs/<job>/raw/` (pages that never completed) and the error notes in
+  `jobs/<job>/errors/`, older than the retention.
+* **report_expiring_dead_letters**: lists the messages of `{settings.dead_letter_queue_name}` that
+  SQS drops within {settings.dead_letter_expiry_margin_days:g} days (job, page, age), without
+  deleting them.
+
+Trigger it by hand with `dry_run` to see what would go. See docs/operations.md.
+"""
+
+
+def _run_options() -> tuple[datetime, float, bool]:
+    """(as of, retention days, dry run) of this run, from its Params."""
+    params = get_current_context()["params"]
+    as_of = datetime.now(UTC)
+    if params.get("as_of"):
+        as_of = datetime.fromisoformat(params["as_of"])
+        as_of = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
+    return as_of, float(params["retention_days"]), bool(params.get("dry_run"))
+
+
+@dag(
+    dag_id="api_poller_maintenance",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC,
+    tags=["api-poller"],
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
+    params={
+        "retention_days": Param(
+            settings.retention_days,
+            type="number",
+            exclusiveMinimum=0,
+            title="Retention (days)",
+            description="Jobs that ended longer ago than this lose their status and raw leftovers.",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="Only report what would be removed."
+        ),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            title="As of",
+            description="ISO date-time to age everything from (empty: now). For what-if runs and tests.",
+        ),
+    },
+)
+def api_poller_maintenance():
+    @task
+    def purge_expired_status() -> dict:
+        """Purge the XComs of api_poller runs that ended before the retention (airflow db clean)."""
+        from api_poller.retention import purge_status_from_task
+
+        as_of, retention_days, dry_run = _run_options()
+        return purge_status_from_task(settings, as_of=as_of, retention_days=retention_days, dry_run=dry_run)
+
+    @task
+    def remove_expired_raw_payloads() -> dict:
+        """Delete raw pages and error notes older than the retention from the raw bucket."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from api_poller.retention import remove_expired_raw_payloads
+
+        as_of, retention_days, dry_run = _run_options()
+        s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+        try:
+            return remove_expired_raw_payloads(
+                s3, settings.raw_bucket, cutoff=as_of - timedelta(days=retention_days), dry_run=dry_run
+            )
+        except s3.exceptions.NoSuchBucket:
+            raise AirflowSkipException(f"bucket {settings.raw_bucket} does not exist (yet)") from None
+
+    @task
+    def report_expiring_dead_letters() -> dict:
+        """Report the dead letters SQS is about to drop (job, page, age); nothing is deleted."""
+        from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from api_poller.retention import expiring_dead_letters
+
+        as_of, _, _ = _run_options()
+        sqs = SqsHook(aws_conn_id=settings.aws_conn_id).conn
+        try:
+            queue_url = sqs.get_queue_url(QueueName=settings.dead_letter_queue_name)["QueueUrl"]
+        except sqs.exceptions.QueueDoesNotExist:
+            raise AirflowSkipException(
+                f"queue {settings.dead_letter_queue_name} does not exist (yet)"
+            ) from None
+        return expiring_dead_letters(
+            sqs, queue_url, now=as_of, margin=timedelta(days=settings.dead_letter_expiry_margin_days)
+        )
+
+    purge_expired_status()
+    remove_expired_raw_payloads()
+    report_expiring_dead_letters()
+
+
+api_poller_maintenance()
