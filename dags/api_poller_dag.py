@@ -86,7 +86,7 @@ def _status_recorder():
     },
 )
 def api_poller():
-    @task(retries=0)
+    @task
     def prepare_resources() -> dict[str, str]:
         """Make sure the buckets and queues exist (creating them when allowed) and find the queue URLs."""
         from api_poller.aws_resources import ensure_resources
@@ -94,7 +94,7 @@ def api_poller():
         s3, sqs = _aws_clients()
         return ensure_resources(s3, sqs, settings, create=settings.create_resources)
 
-    @task(retries=0)
+    @task
     def plan() -> list[dict]:
         """Read the API's metadata, validate it and plan the pages: one entry per fetch task."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -151,7 +151,7 @@ def api_poller():
         s3, _ = _aws_clients()
         return reconcile_job(settings, ti, s3)
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done")
     def report() -> dict:
         """Summarize the job from every task's page statuses; fail it if records are missing."""
         from airflow.sdk.exceptions import AirflowFailException

@@ -106,3 +106,52 @@ def serve_in_thread(app: web.Application) -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+# Faster retries for the real-Airflow tests (the product defaults are the seed's), but status
+# flushes and pokes at the product's pace: faster ones overload a 2-core api-server.
+REAL_AIRFLOW_ENV = {
+    "API_POLLER_RETRY_INITIAL_SECONDS": "0.05",
+    "API_POLLER_PROCESS_RETRY_DELAY_SECONDS": "0",
+    "API_POLLER_STATUS_FLUSH_SECONDS": "1",
+    "API_POLLER_PROCESS_POKE_SECONDS": "1",
+}
+
+
+@contextmanager
+def real_airflow_stack(
+    prefix: str, simulator_args: list[str], extra_env: dict[str, str] | None = None, **airflow_options: Any
+):
+    """moto, the simulator and a real Airflow on a scratch PostgreSQL database, all on 127.0.0.1.
+
+    Yields ``(airflow, partner_url, aws)`` once the ``api_poller`` DAG is parsed and unpaused.
+    """
+    import tempfile
+
+    import boto3
+
+    from api_poller.local_airflow import running_airflow, scratch_postgres_database
+    from api_poller.local_stack import aws_connection, moto_server, simulator_server
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"api-poller-{prefix}-"))
+    with (
+        moto_server(workdir) as endpoint,
+        simulator_server(workdir, simulator_args) as partner_url,
+        scratch_postgres_database() as database_url,
+        running_airflow(
+            workdir / "airflow",
+            database_url=database_url,
+            extra_env={
+                "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint),
+                **REAL_AIRFLOW_ENV,
+                **(extra_env or {}),
+            },
+            **airflow_options,
+        ) as airflow,
+    ):
+        airflow.wait_for_dag("api_poller")
+        aws = AwsClients(
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"),
+            boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1"),
+        )
+        yield airflow, f"{partner_url}/payload", aws

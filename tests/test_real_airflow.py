@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from api_poller.local_airflow import postgres_reachable, running_airflow, scratch_postgres_database
-from api_poller.local_stack import aws_connection, moto_server, simulator_server
-from tests.helpers import AwsClients
+from api_poller.local_airflow import postgres_reachable
+from tests.helpers import real_airflow_stack
 
 pytestmark = [
     pytest.mark.integration,
@@ -20,30 +16,9 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def stack():
     """moto, the simulator and a real Airflow (LocalExecutor on PostgreSQL), all on 127.0.0.1."""
-    import boto3
-
-    workdir = Path(tempfile.mkdtemp(prefix="api-poller-real-airflow-"))
     simulator_args = ["--total-records=3000", "--latency-ms=0-200", "--error-rate=0.1", "--seed=3"]
-    with (
-        moto_server(workdir) as endpoint,
-        simulator_server(workdir, simulator_args) as partner_url,
-        scratch_postgres_database() as database_url,
-        running_airflow(
-            workdir / "airflow",
-            database_url=database_url,
-            extra_env={
-                "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint),
-                "API_POLLER_RETRY_INITIAL_SECONDS": "0.05",
-                "API_POLLER_PROCESS_RETRY_DELAY_SECONDS": "0",
-            },
-        ) as airflow,
-    ):
-        airflow.wait_for_dag("api_poller")
-        aws = AwsClients(
-            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"),
-            boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1"),
-        )
-        yield airflow, f"{partner_url}/payload", aws
+    with real_airflow_stack("real-airflow", simulator_args) as stack:
+        yield stack
 
 
 def test_a_job_triggered_through_the_rest_api_completes(stack):

@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from api_poller.local_airflow import postgres_reachable, running_airflow, scratch_postgres_database
-from api_poller.local_stack import aws_connection, moto_server, simulator_server
+from api_poller.local_airflow import postgres_reachable
 from api_poller.redrive import clear_consumer_body, redrive_dead_letters
 from api_poller.simulator import SimulatorConfig, run_in_thread
 from api_poller.storage import processed_prefix, raw_payload_key
-from tests.helpers import DEAD_LETTER_QUEUE, QUEUE, RAW_BUCKET, AwsClients
+from tests.helpers import DEAD_LETTER_QUEUE, QUEUE, RAW_BUCKET, AwsClients, real_airflow_stack
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,32 +30,11 @@ RECORDS = 2000
 
 @pytest.fixture(scope="module")
 def stack():
-    import boto3
-
-    workdir = Path(tempfile.mkdtemp(prefix="api-poller-reliability-"))
     simulator_args = [f"--total-records={RECORDS}", "--latency-ms=100-500", "--error-rate=0.1", "--seed=11"]
-    with (
-        moto_server(workdir) as endpoint,
-        simulator_server(workdir, simulator_args) as partner_url,
-        scratch_postgres_database() as database_url,
-        running_airflow(
-            workdir / "airflow",
-            database_url=database_url,
-            extra_env={
-                "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint),
-                "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1",
-                "API_POLLER_RETRY_INITIAL_SECONDS": "0.05",
-                "API_POLLER_PROCESS_RETRY_DELAY_SECONDS": "0",
-                "API_POLLER_PROCESS_WORKERS": "1",
-            },
-        ) as airflow,
-    ):
-        airflow.wait_for_dag("api_poller")
-        aws = AwsClients(
-            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"),
-            boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1"),
-        )
-        yield airflow, f"{partner_url}/payload", aws
+    # One page at a time in the process step, so a kill can land mid-processing.
+    extra_env = {"AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1", "API_POLLER_PROCESS_WORKERS": "1"}
+    with real_airflow_stack("reliability", simulator_args, extra_env) as stack:
+        yield stack
 
 
 def job_ids(aws: AwsClients, run_id: str) -> list:

@@ -26,7 +26,7 @@ from airflow.providers.amazon.aws.sensors.sqs import SqsSensor
 from botocore.exceptions import ClientError
 
 from api_poller.fetching import ProgressLog
-from api_poller.messaging import PagePointer, batches_of, message_job_id, parse_message
+from api_poller.messaging import PagePointer, batches_of, change_visibility, message_job_id, parse_message
 from api_poller.processing import PageProcessingError, ProcessedPage, process_page
 from api_poller.status import STATUS_XCOM_KEY, PageState, StatusRecorder
 from api_poller.storage import processed_prefix, processing_error_key, safe_job_id, stored_page_ids
@@ -138,7 +138,7 @@ class PageMessageSensor(SqsSensor):
                 QueueUrl=self.sqs_queue,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
             )
-        self._change_visibility(self.sqs_queue, failed, self.retry_delay_seconds)
+        change_visibility(self.hook.conn, self.sqs_queue, failed, self.retry_delay_seconds)
         return True
 
     def _process_message(self, message: dict) -> ProcessedPage | str:
@@ -213,7 +213,7 @@ class PageMessageSensor(SqsSensor):
                         dead_letter_message_id=message["MessageId"],
                     )
         # Leave every dead letter where it was, visible, for inspection and redrive.
-        self._change_visibility(self.dead_letter_queue_url, seen, 0)
+        change_visibility(self.hook.conn, self.dead_letter_queue_url, seen, 0)
 
     def _last_error(self, page: str) -> str:
         try:
@@ -221,16 +221,6 @@ class PageMessageSensor(SqsSensor):
             return json.loads(note["Body"].read())["error"]
         except (ClientError, ValueError, KeyError):
             return "no error note was left by the consumers"
-
-    def _change_visibility(self, queue_url: str, messages: list[dict], seconds: int) -> None:
-        for batch in batches_of(messages):
-            self.hook.conn.change_message_visibility_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": seconds}
-                    for i, m in enumerate(batch)
-                ],
-            )
 
 
 def _receives(message: dict) -> int:

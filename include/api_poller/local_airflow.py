@@ -3,6 +3,12 @@
 For integration tests, the benchmark and local runs that want the real scheduler rather than
 ``dag.test``. Every component binds 127.0.0.1 only, runs in its own process group and is stopped
 (by that group) when the ``with`` block ends.
+
+With the CeleryExecutor, each ``running_airflow`` gets a private namespace on the shared Redis
+(a key prefix for every broker key and channel, and its own queue name), so concurrent runs and
+anything else on that Redis cannot see each other's tasks; its keys are deleted afterwards. Each
+worker reports itself as ``<hostname>-worker<N>`` (see ``worker_hostname``), so the task instances
+show which worker ran them although all workers share one machine.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +24,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,20 @@ from api_poller.local_stack import airflow_environment, free_port, wait_for_http
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "admin"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 FINAL_RUN_STATES = ("success", "failed")
+# Set per Celery worker process; ``worker_hostname`` appends it to the machine's name.
+WORKER_NAME_ENV = "LOCAL_AIRFLOW_WORKER_NAME"
+
+
+def worker_hostname() -> str:
+    """Airflow's ``[core] hostname_callable`` for local runs: ``<hostname>-<worker name>`` in a worker.
+
+    Task instances record the hostname they ran on; with several workers on one machine that
+    would be the same name for all of them. Outside a worker this is the plain hostname.
+    """
+    name = os.environ.get(WORKER_NAME_ENV)
+    return f"{socket.getfqdn()}-{name}" if name else socket.getfqdn()
 
 
 def postgres_reachable() -> bool:
@@ -37,6 +57,31 @@ def postgres_reachable() -> bool:
         return True
     except Exception:
         return False
+
+
+def redis_reachable(url: str = REDIS_URL) -> bool:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def delete_redis_keys(url: str, prefix: str) -> int:
+    """Delete every key under ``prefix`` (a run's Celery namespace); returns how many."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        return client.delete(*keys) if keys else 0
+    finally:
+        client.close()
 
 
 @contextmanager
@@ -65,6 +110,11 @@ class AirflowServer:
     env: dict[str, str]
     home: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Celery only: the broker, this Airflow's key prefix on it, its task queue and worker count.
+    celery_broker_url: str | None = None
+    celery_key_prefix: str | None = None
+    celery_queue: str | None = None
+    celery_workers: int = 0
     _token: str | None = None
 
     # -- REST ---------------------------------------------------------------------------------
@@ -86,7 +136,7 @@ class AirflowServer:
             headers["Authorization"] = f"Bearer {token or self.token()}"
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
 
@@ -111,33 +161,96 @@ class AirflowServer:
         return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0, poll: float = 0.5) -> str:
+        """Poll the run until it ends. A poll the busy api-server does not answer in time (it also
+        serves every running task's Execution API calls) is retried, up to ``timeout``."""
         deadline = time.monotonic() + timeout
-        while (state := self.run_state(dag_id, run_id)) not in FINAL_RUN_STATES:
+        state = "unknown"
+        while True:
+            try:
+                state = self.run_state(dag_id, run_id)
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as error:
+                if isinstance(error, urllib.error.HTTPError):
+                    raise
+            if state in FINAL_RUN_STATES:
+                return state
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {state} after {timeout:.0f}s")
             time.sleep(poll)
-        return state
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000"
         return self.request("GET", path)["task_instances"]
 
+    def wait_until_healthy(self, timeout: float = 300.0) -> None:
+        """Wait for the api-server to answer; fail at once, with its log, if a component exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited ({process.returncode}):\n{self.log(name)[-3000:]}")
+            try:
+                wait_for_http(f"{self.base_url}/api/v2/monitor/health", timeout=2)
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"Airflow did not answer within {timeout:.0f}s; api-server log:\n"
+                        + self.log("api-server")[-3000:]
+                    ) from None
+
+    def celery_worker_nodes(self, timeout: float = 1.0) -> list[str]:
+        """Node names of the Celery workers answering a ping on this Airflow's broker namespace."""
+        from celery import Celery
+
+        app = Celery(
+            broker=self.celery_broker_url,
+            broker_transport_options={"global_keyprefix": self.celery_key_prefix},
+        )
+        try:
+            return sorted(node for reply in app.control.ping(timeout=timeout) for node in reply)
+        finally:
+            app.close()
+
+    def wait_for_celery_workers(self, timeout: float = 120.0) -> list[str]:
+        """Wait until every started Celery worker answers; returns their node names."""
+        deadline = time.monotonic() + timeout
+        while len(nodes := self.celery_worker_nodes()) < self.celery_workers:
+            for name, process in self.processes.items():
+                if name.startswith("celery-worker") and process.poll() is not None:
+                    raise RuntimeError(f"{name} exited ({process.returncode}):\n{self.log(name)[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{len(nodes)} of {self.celery_workers} Celery workers up after {timeout:.0f}s"
+                )
+        return nodes
+
     def log(self, component: str) -> str:
         return (self.home / "logs" / f"{component}.log").read_text(errors="replace")
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Stop a component and everything it forked (its own process group)."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+def _stop_all(processes: list[subprocess.Popen], timeout: float = 20.0) -> None:
+    """Stop components and everything they forked (each has its own process group), together.
+
+    SIGTERM to every group first, so they shut down in parallel; whatever still runs after
+    ``timeout`` (or is left in a group whose leader exited) gets SIGKILL.
+    """
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)
         process.wait()
-    except ProcessLookupError:
-        pass
 
 
 @contextmanager
@@ -149,14 +262,23 @@ def running_airflow(
     celery_workers: int = 0,
     extra_env: dict[str, str] | None = None,
     parallelism: int = 16,
+    worker_concurrency: int = 2,
+    redis_url: str = REDIS_URL,
+    startup_timeout: float = 300.0,
 ) -> Iterator[AirflowServer]:
     """Start Airflow's components for this project on 127.0.0.1 and yield a client for it.
 
     ``database_url`` defaults to SQLite in ``home`` (fine for a few concurrent tasks; use
-    PostgreSQL for anything bigger). With ``executor="CeleryExecutor"``, ``celery_workers``
-    worker processes are started, using Redis on 127.0.0.1:6379 as broker and the metadata
-    database as result backend.
+    PostgreSQL for anything bigger). With ``executor="CeleryExecutor"`` (needs ``database_url``),
+    ``celery_workers`` worker processes with ``worker_concurrency`` task slots each are started,
+    using ``redis_url`` as broker (in a namespace of its own) and the metadata database as
+    result backend.
     """
+    celery = executor == "CeleryExecutor"
+    if celery and not database_url:
+        raise ValueError("the CeleryExecutor needs a database_url (PostgreSQL): SQLite cannot be shared")
+    if celery_workers and not celery:
+        raise ValueError(f"celery_workers needs executor='CeleryExecutor', not {executor!r}")
     home.mkdir(parents=True, exist_ok=True)
     (home / "logs").mkdir(exist_ok=True)
     port = free_port()
@@ -187,11 +309,25 @@ def running_airflow(
         settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = (
             "api_poller.local_airflow.SQLITE_CONNECT_ARGS"
         )
-    if executor == "CeleryExecutor":
-        settings["AIRFLOW__CELERY__BROKER_URL"] = "redis://127.0.0.1:6379/0"
-        settings["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + (database_url or "").replace("+psycopg2", "")
+    namespace = f"api_poller_{uuid.uuid4().hex[:10]}"
+    if celery:
+        settings.update(
+            {
+                "AIRFLOW__CELERY__BROKER_URL": redis_url,
+                # Celery's database backend takes any SQLAlchemy URL behind "db+".
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{database_url}",
+                # Private namespace on the shared Redis: every key and channel is prefixed,
+                # and the tasks go to a queue no other worker listens on.
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"{namespace}:",
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": namespace,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "api_poller.local_airflow.worker_hostname",
+            }
+        )
     settings.update(extra_env or {})
     env = {**os.environ, **airflow_environment(home, settings)}
+    env.pop(WORKER_NAME_ENV, None)
 
     airflow = [sys.executable, "-m", "airflow"]
     subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)
@@ -201,21 +337,35 @@ def running_airflow(
         "dag-processor": [*airflow, "dag-processor"],
         "triggerer": [*airflow, "triggerer", "--skip-serve-logs"],
     }
+    environments = dict.fromkeys(commands, env)
     for index in range(celery_workers):
-        commands[f"celery-worker-{index}"] = [
-            *airflow, "celery", "worker", "--concurrency", "4", "--skip-serve-logs",
-            "--celery-hostname", f"worker{index}@%h",
+        name = f"celery-worker-{index}"
+        commands[name] = [
+            *airflow, "celery", "worker", "--skip-serve-logs",
+            "--concurrency", str(worker_concurrency),
+            "--queues", settings["AIRFLOW__OPERATORS__DEFAULT_QUEUE"],
+            "--celery-hostname", f"worker{index}.{namespace}@%h",
         ]  # fmt: skip
+        environments[name] = {**env, WORKER_NAME_ENV: f"worker{index}"}
     server = AirflowServer(base_url=base_url, env=env, home=home)
+    if celery:
+        server.celery_broker_url = redis_url
+        server.celery_key_prefix = f"{namespace}:"
+        server.celery_queue = namespace
+        server.celery_workers = celery_workers
     with ExitStack() as stack:
+        if celery:
+            # Runs last: after every component has stopped.
+            stack.callback(delete_redis_keys, redis_url, f"{namespace}:")
+        # Stops whatever was started, also when a later start fails.
+        stack.callback(lambda: _stop_all(list(server.processes.values())))
         for name, command in commands.items():
             log = stack.enter_context(open(home / "logs" / f"{name}.log", "wb"))
             process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, env=environments[name], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
             server.processes[name] = process
-            stack.callback(_stop, process)
-        wait_for_http(f"{base_url}/api/v2/monitor/health", timeout=120)
+        server.wait_until_healthy(timeout=startup_timeout)
         yield server
 
 

@@ -118,3 +118,15 @@ def send_page_messages(
             recorder.mark(pointer.page_id, PageState.FAILED_TO_COMPLETE, reason=reason)
     recorder.flush()
     return enqueued
+
+
+def change_visibility(sqs_client: Any, queue_url: str, messages: list[dict], seconds: int) -> None:
+    """Make received messages visible again after ``seconds`` (0: at once), 10 per call."""
+    for batch in batches_of(messages):
+        sqs_client.change_message_visibility_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": seconds}
+                for i, m in enumerate(batch)
+            ],
+        )

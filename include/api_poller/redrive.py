@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any
 
-from api_poller.messaging import batches_of, message_job_id
+from api_poller.messaging import change_visibility, message_job_id
 from api_poller.storage import safe_job_id
 
 CONSUMER_TASK = "process.consume_page_messages"
@@ -56,14 +56,7 @@ def redrive_dead_letters(
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ours)],
         )
         moved += [m["MessageAttributes"]["taskId"]["StringValue"] for m in ours]
-    for batch in batches_of(others):
-        sqs_client.change_message_visibility_batch(
-            QueueUrl=dead_letter_queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for i, m in enumerate(batch)
-            ],
-        )
+    change_visibility(sqs_client, dead_letter_queue_url, others, 0)
     return sorted(moved)
 
 

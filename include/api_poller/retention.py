@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from api_poller.messaging import batches_of
+from api_poller.messaging import change_visibility
 
 log = logging.getLogger(__name__)
 
@@ -599,14 +599,7 @@ def expiring_dead_letters(
                 break
             seen.extend(batch)
     finally:
-        for batch in batches_of(seen):
-            sqs_client.change_message_visibility_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                    for i, m in enumerate(batch)
-                ],
-            )
+        change_visibility(sqs_client, queue_url, seen, 0)
     hour = timedelta(hours=1)
     expiring = []
     for message in seen:
