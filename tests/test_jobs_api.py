@@ -41,17 +41,10 @@ from api_poller.jobs_api import (
     planned_pages,
     run_path,
 )
-from api_poller.local_airflow import (
-    FINAL_RUN_STATES,
-    AirflowServer,
-    postgres_reachable,
-    running_airflow,
-    scratch_postgres_database,
-)
-from api_poller.local_stack import aws_connection, moto_server, simulator_server
+from api_poller.local_airflow import FINAL_RUN_STATES, AirflowServer, postgres_reachable
 from api_poller.status import merge_page_statuses
 from api_poller.storage import safe_job_id
-from tests.helpers import PROCESSED_BUCKET, RAW_BUCKET, ROOT
+from tests.helpers import PROCESSED_BUCKET, RAW_BUCKET, ROOT, real_airflow_stack
 
 pytestmark = [
     pytest.mark.integration,
@@ -123,29 +116,14 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack():
     """moto, the simulator and a real Airflow (LocalExecutor on PostgreSQL), all on 127.0.0.1."""
-    import boto3
-
-    workdir = Path(tempfile.mkdtemp(prefix="api-poller-jobs-api-"))
     simulator_args = [f"--total-records={RECORDS}", "--latency-ms=0-200", "--error-rate=0.1", "--seed=7"]
-    with (
-        moto_server(workdir) as endpoint,
-        simulator_server(workdir, simulator_args) as partner_url,
-        scratch_postgres_database() as database_url,
-        running_airflow(
-            workdir / "airflow",
-            database_url=database_url,
-            extra_env={
-                "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint),
-                "API_POLLER_RETRY_INITIAL_SECONDS": "0.05",
-                "API_POLLER_PROCESS_RETRY_DELAY_SECONDS": "0",
-                # A finished job whose status is gone has expired at once (see the 410 test).
-                "API_POLLER_RETENTION_DAYS": "0",
-            },
-        ) as airflow,
+    # A finished job whose status is gone has expired at once (see the 410 test).
+    with real_airflow_stack("jobs-api", simulator_args, {"API_POLLER_RETENTION_DAYS": "0"}) as (
+        airflow,
+        partner_url,
+        aws,
     ):
-        airflow.wait_for_dag(DAG_ID)
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        yield Stack(airflow, f"{partner_url}/payload", s3)
+        yield Stack(airflow, partner_url, aws.s3)
 
 
 @dataclass
