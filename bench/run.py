@@ -227,15 +227,14 @@ class TaskRssSampler(threading.Thread):
 
 
 class Profiler(threading.Thread):
-    """py-spy ``record`` (non-blocking, loopback-free: it reads process memory) on the first task
+    """py-spy ``record`` (non-blocking: it reads the process's memory, no network) on the first task
     process of each chosen task, plus the scheduler and the api-server, while a run goes on."""
 
     def __init__(self, pyspy: Path, airflow: Any, run_id: str, sampler: TaskRssSampler, out: Path, seconds):
         super().__init__(daemon=True, name="profiler")
         self.pyspy, self.airflow, self.run_id, self.sampler = pyspy, airflow, run_id, sampler
         self.out, self.seconds = out, seconds
-        self.targets = {"fetch_pages": None, "process.consume_page_messages": None, "enqueue_pages": None}
-        self.targets["process.reconcile_output"] = None
+        self.targets = {"fetch_pages": None, "process.consume_page_messages": None, "report": None}
         self.recorders: list[subprocess.Popen] = []
         self.files: dict[str, Path] = {}
         self._stop_event = threading.Event()
@@ -254,7 +253,7 @@ class Profiler(threading.Thread):
     def run(self) -> None:
         self._record("scheduler", self.airflow.processes["scheduler"].pid, subprocesses=False)
         self._record("api-server", self.airflow.processes["api-server"].pid, subprocesses=True)
-        while not self._stop_event.wait(0.5) and any(v is None for v in self.targets.values()):
+        while not self._stop_event.wait(2.0) and any(v is None for v in self.targets.values()):
             try:
                 tis = self.airflow.task_instances(DAG_ID, self.run_id)
             except Exception:
@@ -279,45 +278,43 @@ class Profiler(threading.Thread):
                 recorder.wait(timeout=30)
 
 
-def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
-    """From py-spy's collapsed stacks: the busiest leaf frames and time inside notable calls."""
+# Exclusive categories for profile samples: the first rule with a needle in the stack wins.
+PROFILE_RULES = (
+    ("status XCom push (task side)", ("xcom_push",)),
+    ("api-server: XCom routes", ("execution_api/routes/xcoms.py",)),
+    ("reconcile: S3 get + parse ids", ("_read_ids",)),
+    ("process: S3 get/put/delete + ndjson", ("process_page", "records_to_ndjson", "delete_raw_pages")),
+    ("SQS calls", ("_consume_once", "_finish_batch", "_account_dead_letters", "send_message_batch")),
+    ("S3 list", ("stored_page_ids",)),
+    ("other boto3 calls (fetch: put_object in threads)", ("botocore/",)),
+    ("HTTP client (aiohttp)", ("aiohttp/",)),
+    ("task start: imports + DAG parse", ("_find_and_load", "dagbag.py", "parse_dag", "startup (")),
+    ("database (SQLAlchemy)", ("sqlalchemy/",)),
+    ("asyncio event loop", ("asyncio/",)),
+    ("json", ("json/",)),
+)
+
+
+def summarize_profile(path: Path, top: int = 8) -> dict[str, Any]:
+    """From py-spy's collapsed stacks (on-CPU samples): share per category and busiest leaf frames."""
     leaves: Counter = Counter()
-    inclusive: Counter = Counter()
+    categories: Counter = Counter()
     total = 0
-    notable = {
-        "xcom_push (status flush)": ("xcom_push", "set_xcom"),
-        "S3 put_object": ("put_object",),
-        "S3 get_object / read": ("get_object", "_read_ids"),
-        "S3 list_objects": ("list_objects", "stored_page_ids"),
-        "S3 delete_object": ("delete_object",),
-        "SQS calls": ("receive_message", "send_message_batch", "delete_message_batch", "change_message_vis"),
-        "botocore request signing/serialising": ("botocore/auth.py", "botocore/serialize.py"),
-        "botocore response parsing": ("botocore/parsers.py",),
-        "aiohttp": ("aiohttp/",),
-        "json": ("json/",),
-        "StatusRecorder.mark/flush": ("status.py",),
-        "task supervisor/comms": ("supervisor.py", "comms.py"),
-        "SQLAlchemy": ("sqlalchemy/",),
-        "import/parse DAG": ("_find_and_load", "dagbag", "parse"),
-        "sleep/wait": ("sleep", "select", "poll", "wait"),
-    }
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
         total += n
-        frames = stack.split(";")
-        leaves[frames[-1]] += n
-        for label, needles in notable.items():
-            if any(needle in stack for needle in needles):
-                inclusive[label] += n
+        leaves[stack.rsplit(";", 1)[-1]] += n
+        label = next((label for label, needles in PROFILE_RULES if any(x in stack for x in needles)), "other")
+        categories[label] += n
     if not total:
         return {"samples": 0}
     return {
         "samples": total,
+        "category_pct": {label: round(100 * n / total, 1) for label, n in categories.most_common()},
         "top_leaf_frames_pct": {frame: round(100 * n / total, 1) for frame, n in leaves.most_common(top)},
-        "inclusive_pct": {label: round(100 * n / total, 1) for label, n in inclusive.most_common()},
     }
 
 
@@ -420,7 +417,9 @@ def _xcom(airflow: Any, run_id: str, task_id: str, key: str) -> Any:
 def run_airflow(
     airflow: Any, url: str, pages: int, args: argparse.Namespace, work: Path, profile_seconds: int = 0
 ) -> dict:
-    conf = {"url": url, "concurrency": args.concurrency, "fetch_tasks": args.fetch_tasks}
+    conf = {"url": url, "concurrency": args.concurrency}
+    if args.fetch_tasks:
+        conf["fetch_tasks"] = args.fetch_tasks
     sampler = TaskRssSampler(airflow.processes["scheduler"].pid, interval=0.2)
     sampler.start()
     profiler = None
@@ -551,11 +550,12 @@ def markdown(report: dict) -> str:
     s = report["settings"]
     lines = [
         f"Run {report['started_at']} on {s['machine']['cpus']} cores (load average at start "
-        f"{s['machine']['load_start']}, at end {s['machine'].get('load_end')}); simulator "
+        f"{s['machine']['load_start']}, at end {_fmt(s['machine'].get('load_end'))}); simulator "
         f"--latency-ms {s['latency_ms']} --error-rate {s['error_rate']} --seed {s['seed']}, "
         f"{PAGE_SIZE} records/page; concurrency {s['concurrency']}; Airflow {s['airflow_version']} "
         f"LocalExecutor on PostgreSQL, parallelism {s['parallelism']}, job conf fetch_tasks "
-        f"{s['fetch_tasks']}; moto {s.get('moto', 'stock')}; extra env {s['airflow_env'] or 'none'}"
+        f"{s['fetch_tasks'] or 'automatic'}; moto {s.get('moto', 'stock')}; "
+        f"extra env {s['airflow_env'] or 'none'}"
         + (f"; {TUNED_SYSTEM} env {s['tuned_env']}" if s.get("tuned_env") else "")
         + "".join(
             f"; runs added by `--add-to` at {more['started_at']} (load average at start "
@@ -592,6 +592,8 @@ def markdown(report: dict) -> str:
         if r["system"].startswith("airflow") and stages:
             parts = ", ".join(f"{name.split('.')[-1]} {start}-{end}" for name, (start, end) in stages.items())
             idle = details.get("no_task_running_s")
+            if idle is None and details.get("timeline"):
+                idle = _idle_seconds(details["timeline"], details.get("server_wall_s"))
             stage_lines.append(
                 f"- {r['system']} {r['workload']} #{r.get('repeat', 1)}: {parts}; no task running {idle} s"
             )
@@ -625,7 +627,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--systems", default=",".join(ALL_SYSTEMS), help="comma-separated: asyncio,airflow,dlt"
     )
     parser.add_argument("--concurrency", type=int, default=25, help="requests in flight (all systems)")
-    parser.add_argument("--fetch-tasks", type=int, default=5, help="job conf fetch_tasks")
+    parser.add_argument(
+        "--fetch-tasks", type=int, default=0, help="job conf fetch_tasks (0: the DAG's automatic choice)"
+    )
     parser.add_argument("--parallelism", type=int, default=16, help="Airflow [core] parallelism")
     parser.add_argument("--latency-ms", default="0-1000")
     parser.add_argument("--error-rate", type=float, default=0.1)
@@ -659,6 +663,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="add this invocation's runs to an earlier results.json (e.g. to finish a partial run)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()
+    if args.add_to:
+        args.add_to = args.add_to.resolve()
     args.workloads = ["seed"] if args.quick else [w for w in args.workloads.split(",") if w]
     unknown = [w for w in args.workloads if w not in WORKLOAD_PAGES]
     if unknown:

@@ -1,6 +1,7 @@
 """api_poller: keep a full copy of a partner's paginated HTTP API in S3.
 
-plan -> fetch (mapped over page batches) -> enqueue -> process (SQS consumer) -> report.
+plan -> fetch (mapped over page batches; each saved page is enqueued at once)
+     -> process (an SQS consumer running alongside the fetch) -> report (reconcile + summary).
 The logic lives in the ``api_poller`` package (``include/``); this file only wires it up.
 """
 
@@ -76,12 +77,13 @@ def _status_recorder():
             description="Requests in flight to the partner API for this job, across all fetch tasks.",
         ),
         "fetch_tasks": Param(
-            settings.default_fetch_tasks,
-            type="integer",
+            settings.default_fetch_tasks or None,
+            type=["null", "integer"],
             minimum=1,
             maximum=MAX_FETCH_TASKS,
             title="Fetch tasks",
-            description="How many mapped fetch tasks share the pages.",
+            description="How many mapped fetch tasks share the pages (never more than the concurrency). "
+            "Empty: chosen from the page count, about 500 pages per task.",
         ),
     },
 )
@@ -109,74 +111,56 @@ def api_poller():
             # Bad input or an API that keeps failing: retrying the task would not help.
             raise AirflowFailException(f"cannot plan the job: {exc}") from exc
         batches = job.pop("batches")
+        shares = job.pop("concurrency_shares")
         context["ti"].xcom_push(key="job", value=job)
         context["ti"].xcom_push(key="total_pages", value=job["total_pages"])
         return [
-            {"batch": batch, "url": job["url"], "concurrency_per_task": job["concurrency_per_task"]}
-            for batch in batches
+            {"batch": batch, "url": job["url"], "concurrency_per_task": share}
+            for batch, share in zip(batches, shares, strict=True)
         ]
 
-    @task(map_index_template="{{ page_range }}")
-    def fetch_pages(batch: list[dict], url: str, concurrency_per_task: int) -> dict:
-        """Fetch this batch of pages concurrently, each into the raw bucket."""
+    @task(map_index_template="{{ page_range }}", pool=settings.fetch_pool or None)
+    def fetch_pages(batch: list[dict], url: str, concurrency_per_task: int, queue_url: str) -> dict:
+        """Fetch this batch of pages concurrently into the raw bucket; enqueue each page saved."""
         from api_poller.fetching import fetch_batch
         from api_poller.planning import PageTask
 
         context = get_current_context()
         pages = [PageTask.from_dict(page) for page in batch]
         context["page_range"] = f"{pages[0].page_id} .. {pages[-1].page_id}"
-        s3, _ = _aws_clients()
+        s3, sqs = _aws_clients()
         return fetch_batch(
             settings, job_id=context["run_id"], url=url, pages=pages, concurrency=concurrency_per_task,
-            s3_client=s3, recorder=_status_recorder(),
+            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=_status_recorder(),
         )  # fmt: skip
-
-    @task
-    def enqueue_pages(resources: dict[str, str]) -> list[str]:
-        """Publish a pointer message per saved page; returns the page ids enqueued."""
-        from api_poller.messaging import PagePointer, send_page_messages
-
-        # One read of every fetch task's result (iterating the lazy mapped output probes past its end).
-        fetched = get_current_context()["ti"].xcom_pull(task_ids=["fetch_pages"])
-        pointers = [PagePointer.from_dict(saved) for batch in fetched if batch for saved in batch["saved"]]
-        _, sqs = _aws_clients()
-        return send_page_messages(sqs, resources["queue_url"], pointers, _status_recorder())
-
-    @task(trigger_rule="all_done")
-    def reconcile_output() -> dict | None:
-        """Compare what landed with the plan: pages, record counts, duplicate ids."""
-        from api_poller.reconcile import reconcile_job
-
-        ti = get_current_context()["ti"]
-        s3, _ = _aws_clients()
-        return reconcile_job(settings, ti, s3)
 
     @task(trigger_rule="all_done")
     def report() -> dict:
-        """Summarize the job from every task's page statuses; fail it if records are missing."""
+        """Reconcile the output with the plan and summarize the job from every task's page
+        statuses; fail the run if records are missing."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from api_poller.report import IncompleteJob, NothingToReport, report_job
 
+        s3, _ = _aws_clients()
         try:
-            return report_job(settings, get_current_context()["ti"])
+            return report_job(settings, get_current_context()["ti"], s3)
         except (NothingToReport, IncompleteJob) as exc:
             # The run must not look successful: report is its last task.
             raise AirflowFailException(str(exc)) from exc
 
+    # Independent, so they run side by side.
     resources = prepare_resources()
     job = plan()
-    fetched = fetch_pages.expand_kwargs(job)
-    enqueued = enqueue_pages(resources)
+    fetched = fetch_pages.partial(queue_url=resources["queue_url"]).expand_kwargs(job)
 
     with TaskGroup("process", tooltip="Consume the job's SQS messages and process each page"):
+        # Downstream of the fetch tasks (clearing one reruns it) but with trigger rule "always": it
+        # starts at once, waits for the plan and queue URLs, and processes pages as they are enqueued.
         consumed = PageMessageSensor(
             task_id="consume_page_messages",
             aws_conn_id=settings.aws_conn_id,
-            sqs_queue=resources["queue_url"],
-            dead_letter_queue_url=resources["dead_letter_queue_url"],
             job_id="{{ run_id }}",
-            expected_pages=enqueued,
             processed_bucket=settings.processed_bucket,
             raw_bucket=settings.raw_bucket,
             max_receive_count=settings.max_receive_count,
@@ -186,12 +170,11 @@ def api_poller():
             status_flush_seconds=settings.status_flush_seconds,
             workers=settings.process_workers,
         )
-        reconciled = reconcile_output()
-        consumed >> reconciled
 
-    resources >> job
-    fetched >> enqueued
-    reconciled >> report()
+    reported = report()
+    [resources, job] >> consumed
+    fetched >> consumed >> reported
+    fetched >> reported
 
 
 api_poller()

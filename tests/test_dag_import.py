@@ -18,12 +18,14 @@ def test_dag_folder_has_no_import_errors_and_holds_api_poller():
 def test_dag_reads_like_the_data_flow():
     dag = load_dag("api_poller")
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
-    assert downstream["prepare_resources"] == ["enqueue_pages", "plan", "process.consume_page_messages"]
-    assert downstream["plan"] == ["fetch_pages"]
-    assert downstream["fetch_pages"] == ["enqueue_pages"]
-    assert downstream["enqueue_pages"] == ["process.consume_page_messages"]
-    assert downstream["process.consume_page_messages"] == ["process.reconcile_output"]
-    assert downstream["process.reconcile_output"] == ["report"]
+    # prepare_resources and plan run side by side; the consumer runs alongside the fetch tasks:
+    # downstream of them (clearing a fetch task reruns it) but started at once ("always").
+    assert downstream["prepare_resources"] == ["fetch_pages", "process.consume_page_messages"]
+    assert downstream["plan"] == ["fetch_pages", "process.consume_page_messages"]
+    assert downstream["fetch_pages"] == ["process.consume_page_messages", "report"]
+    assert downstream["process.consume_page_messages"] == ["report"]
+    assert dag.task_dict["process.consume_page_messages"].trigger_rule == "always"
+    assert dag.task_dict["report"].trigger_rule == "all_done"
 
 
 def test_trigger_form_params_have_descriptions():

@@ -288,7 +288,7 @@ def test_the_documented_rerun_of_failed_pages_clears_their_batch_and_what_follow
     }
     answer = stack.airflow.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", body)
     cleared = {(ti["task_id"], ti["map_index"]) for ti in answer["task_instances"]}
-    assert {("fetch_pages", 1), ("enqueue_pages", -1), ("process.consume_page_messages", -1)} <= cleared
+    assert {("fetch_pages", 1), ("process.consume_page_messages", -1)} <= cleared
     assert ("report", -1) in cleared
     assert not cleared & {("fetch_pages", 0), ("plan", -1), ("prepare_resources", -1)}
     assert {ti["dag_run_id"] for ti in answer["task_instances"]} == {jobs.by_job_api.id}

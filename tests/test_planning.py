@@ -13,10 +13,12 @@ from api_poller.planning import (
     ApiMetadata,
     PageTask,
     batch_pages,
+    choose_fetch_tasks,
     choose_page_size,
     page_id,
     parse_metadata,
     plan_pages,
+    share_concurrency,
 )
 
 # (total records, page size) pairs the plan/batch properties are checked against.
@@ -272,3 +274,43 @@ def test_page_task_round_trips_through_dict_and_json(task: PageTask) -> None:
 
 def test_page_task_from_dict_coerces_numeric_strings() -> None:
     assert PageTask.from_dict({"page": "1", "start_at": "100", "count": "100"}) == PageTask(1, 100, 100)
+
+
+# --- choose_fetch_tasks / share_concurrency -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pages", "concurrency", "expected"),
+    [
+        (100, 25, 1),  # the seed workload: one task, all 25 requests in it
+        (1_000, 25, 2),
+        (10_000, 25, 5),  # at least 5 requests per task
+        (10_000, 512, 16),  # never more than 16 automatically
+        (1, 25, 1),
+        (0, 25, 1),
+    ],
+)
+def test_choose_fetch_tasks_automatically_stays_bounded(pages: int, concurrency: int, expected: int) -> None:
+    assert choose_fetch_tasks(pages, concurrency, None) == expected
+
+
+@pytest.mark.parametrize("pages", [0, 1, 3, 99, 501, 10_000, 1_000_000])
+@pytest.mark.parametrize("concurrency", [1, 4, 25, 512])
+@pytest.mark.parametrize("requested", [None, 1, 3, 64, 256])
+def test_choose_fetch_tasks_never_exceeds_concurrency_pages_or_map_length(
+    pages: int, concurrency: int, requested: int | None
+) -> None:
+    tasks = choose_fetch_tasks(pages, concurrency, requested)
+    assert 1 <= tasks <= max(1, min(concurrency, pages, 1024))
+    if requested is not None:
+        assert tasks <= requested
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 25, 26, 512])
+@pytest.mark.parametrize("requested", [1, 2, 3, 7, 16, 256])
+def test_share_concurrency_shares_add_up_to_the_job_limit(concurrency: int, requested: int) -> None:
+    tasks = choose_fetch_tasks(10_000, concurrency, requested)
+    shares = share_concurrency(concurrency, tasks)
+    assert len(shares) == tasks
+    assert sum(shares) == concurrency  # the partner never sees more requests than allowed
+    assert max(shares) - min(shares) <= 1

@@ -278,9 +278,9 @@ POLLER_XCOMS = [
     ("plan", "return_value"),
     ("fetch_pages", "page_status"),
     ("fetch_pages", "return_value"),
-    ("enqueue_pages", "page_status"),
-    ("enqueue_pages", "return_value"),
+    ("prepare_resources", "return_value"),
     ("process.consume_page_messages", "page_status"),
+    ("report", "reconciliation"),
     ("report", "summary"),
 ]
 

@@ -85,7 +85,7 @@ def test_override_leaves_other_fields_at_default() -> None:
 def test_every_field_can_be_set_from_its_variable() -> None:
     for field in dataclasses.fields(PollerSettings):
         variable = ENV_PREFIX + field.name.upper()
-        special = {"on_incomplete": "warn", "create_resources": "0", "reconcile": "counts"}
+        special = {"on_incomplete": "warn", "create_resources": "0", "reconcile": "full"}
         raw = special.get(field.name, "7")
         assert getattr(load_settings({variable: raw}), field.name) != field.default, variable
 

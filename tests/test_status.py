@@ -343,3 +343,20 @@ def test_job_summary_identifies_job_and_output() -> None:
     assert result["totalRecords"] == 0
     assert result["processedLocation"] == "s3://processed/jobs/manual__2026-11-28T01_00_00_00_00/records/"
     assert list(result["progress"]) == SEED_PROGRESS_KEYS
+
+
+def test_recorder_with_thousands_of_pages_publishes_less_often_but_flush_still_forces() -> None:
+    """A task with 10,000 pages rewrites a big XCom on each publication: at most every 5 s."""
+    recorder, clock, published = make_recorder(interval=1.0)
+    for page in range(10_000):
+        recorder.mark(f"page-{page:06d}", PageState.STARTED)
+    count = len(published)
+    clock.now += 2.0
+    recorder.mark("page-000000", PageState.PAYLOAD_SAVED)
+    assert len(published) == count  # 2 s < 10,000 / 2,000 s
+    clock.now += 3.0
+    recorder.mark("page-000001", PageState.PAYLOAD_SAVED)
+    assert len(published) == count + 1
+    recorder.mark("page-000002", PageState.PAYLOAD_SAVED)
+    recorder.flush()
+    assert published[-1]["page-000002"]["state"] == "PayloadSaved"

@@ -1,5 +1,11 @@
 """The process step: an SqsSensor that consumes page messages until all of its job's are settled.
 
+It runs alongside the fetch tasks (they enqueue each page as soon as it is saved), so processing
+overlaps fetching: it is downstream of them (clearing a fetch task clears it too) with trigger rule
+``always``, and itself waits for the plan and the queue URLs. Its job's pages are the plan's; a
+page is settled when it is processed, when it is dead-lettered, or, once every fetch task has
+finished, when its fetch task recorded it as failed or never enqueued it.
+
 The provider's SqsSensor deletes messages on reception, which would defeat the dead-letter queue.
 Here a message is deleted only after its page was processed; a failing message is offered again
 after a short delay and, after the queue's maxReceiveCount, SQS moves it to the DLQ, where this
@@ -18,17 +24,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.sensors.sqs import SqsSensor
+from airflow.sdk import timezone
+from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
 from botocore.exceptions import ClientError
 
 from api_poller.fetching import ProgressLog
 from api_poller.messaging import PagePointer, batches_of, change_visibility, message_job_id, parse_message
-from api_poller.processing import PageProcessingError, ProcessedPage, process_page
-from api_poller.status import STATUS_XCOM_KEY, PageState, StatusRecorder
+from api_poller.planning import PageTask
+from api_poller.processing import PageProcessingError, ProcessedPage, delete_raw_pages, process_page
+from api_poller.status import STATUS_XCOM_KEY, PageState, StatusRecorder, merge_page_statuses
 from api_poller.storage import processed_prefix, processing_error_key, safe_job_id, stored_page_ids
 
 RECEIVE_KWARGS = {
@@ -36,110 +46,230 @@ RECEIVE_KWARGS = {
     "MessageAttributeNames": ["All"],
     "AttributeNames": ["ApproximateReceiveCount"],
 }
+FINISHED_TI_STATES = ["success", "failed", "skipped", "upstream_failed", "removed"]
+ACTIVE_TI_STATES = ["queued", "running", "deferred", "restarting"]
+NOT_SUCCEEDED_TI_STATES = ["failed", "upstream_failed", "skipped", "removed"]
+# Received batches being processed while the next one is received.
+BATCHES_AHEAD = 1
 
 
 class PageMessageSensor(SqsSensor):
-    template_fields: Sequence[str] = (
-        *SqsSensor.template_fields,
-        "job_id",
-        "expected_pages",
-        "dead_letter_queue_url",
-    )
+    template_fields: Sequence[str] = (*SqsSensor.template_fields, "job_id")
 
     def __init__(
         self,
         *,
         job_id: str,
-        expected_pages: Any,
         processed_bucket: str,
         raw_bucket: str,
-        dead_letter_queue_url: str,
         max_receive_count: int = 3,
         retry_delay_seconds: int = 5,
-        drain_seconds: float = 30.0,
-        workers: int = 8,
+        drain_seconds: float = 300.0,
+        workers: int = 10,
         status_flush_seconds: float = 1.0,
+        resources_task_id: str = "prepare_resources",
+        plan_task_id: str = "plan",
+        fetch_task_id: str = "fetch_pages",
+        housekeeping_seconds: float = 2.0,
+        idle_reschedule_seconds: float = 2.0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "poke")
+        kwargs.setdefault("trigger_rule", "always")
+        # The queue URLs come from the resources step (see _start).
+        kwargs.setdefault("sqs_queue", "")
         super().__init__(delete_message_on_reception=False, deferrable=False, **kwargs)
         self.job_id = job_id
-        self.expected_pages = expected_pages
         self.processed_bucket = processed_bucket
         self.raw_bucket = raw_bucket
-        self.dead_letter_queue_url = dead_letter_queue_url
+        self.dead_letter_queue_url = ""
         self.max_receive_count = max_receive_count
         self.retry_delay_seconds = retry_delay_seconds
         self.drain_seconds = drain_seconds
         self.workers = workers
         self.status_flush_seconds = status_flush_seconds
+        self.resources_task_id = resources_task_id
+        self.plan_task_id = plan_task_id
+        self.fetch_task_id = fetch_task_id
+        self.housekeeping_seconds = housekeeping_seconds
+        self.idle_reschedule_seconds = idle_reschedule_seconds
         self._recorder: StatusRecorder | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _start(self, context: Any) -> StatusRecorder:
+    def _wait_for_plan(self, ti: Any) -> tuple[dict, list] | None:
+        """The queue URLs and the plan, once both steps succeeded; None if they are not done in
+        ``drain_seconds``; skip if one did not succeed; reschedule if neither is even running."""
+        deadline = time.monotonic() + self.drain_seconds
+        waiting_since = time.monotonic()
+        steps = [self.resources_task_id, self.plan_task_id]
+        while time.monotonic() < deadline:
+            resources = ti.xcom_pull(task_ids=self.resources_task_id)
+            plan = ti.xcom_pull(task_ids=self.plan_task_id)
+            if resources and plan is not None:
+                return resources, plan
+            if self._count_tis(ti, steps, NOT_SUCCEEDED_TI_STATES):
+                raise AirflowSkipException(
+                    "nothing to process: the plan or the resources step did not succeed"
+                )
+            if time.monotonic() - waiting_since >= self.idle_reschedule_seconds / 2:
+                if not self._count_tis(ti, steps, ACTIVE_TI_STATES):
+                    self.log.info("waiting for the plan, which is not running: rescheduling")
+                    raise AirflowRescheduleException(
+                        timezone.utcnow() + timedelta(seconds=self.poke_interval)
+                    )
+                waiting_since = time.monotonic()
+            time.sleep(0.25)
+        return None
+
+    def _start(self, context: Any, resources: dict, plan: list) -> StatusRecorder:
         ti = context["ti"]
+        self.sqs_queue = resources["queue_url"]
+        self.dead_letter_queue_url = resources["dead_letter_queue_url"]
         self._recorder = StatusRecorder(
             lambda value: ti.xcom_push(key=STATUS_XCOM_KEY, value=value),
             self.status_flush_seconds,
         )
         self._s3 = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
         self._attribute_job_id = safe_job_id(self.job_id)
-        self._pending = set(self.expected_pages or [])
+        self._fetch_tasks = len(plan)
+        self._pending = {PageTask.from_dict(page).page_id for entry in plan for page in entry["batch"]}
         self._progress = ProgressLog("process", len(self._pending))
+        self._settled_here = 0
+        self._idle_since: float | None = None
+        self._last_housekeeping = float("-inf")
+        self._fetch_finished = False
+        self._in_progress: list[tuple[list[dict], list[Future]]] = []
         # After a crash and retry, or when other consumers helped: S3 holds the truth.
         self._collect_processed_elsewhere()
         return self._recorder
 
-    def _settle(self, page: str, state: PageState, **details: Any) -> None:
-        self._recorder.mark(page, state, **details)
+    def _settle(self, page: str, state: PageState | None, **details: Any) -> None:
+        """Take the page off the pending list; record ``state`` unless another task already did."""
+        if state is not None:
+            self._recorder.mark(page, state, **details)
         if page in self._pending:
             self._pending.discard(page)
+            self._settled_here += 1
             self._progress.advance()
 
     def poke(self, context: Any) -> bool:
-        recorder = self._recorder or self._start(context)
+        ti = context["ti"]
+        if self._recorder is None:
+            ready = self._wait_for_plan(ti)
+            if ready is None:
+                return False
+            self._start(context, *ready)
+        recorder = self._recorder
         deadline = time.monotonic() + self.drain_seconds
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            # Keep draining while messages flow; give control back to the sensor loop when idle.
+            # Keep consuming while the fetch tasks produce; look around only when the queue is idle.
             while self._pending and time.monotonic() < deadline:
-                if not self._consume_once(pool):
-                    break
-        if self._pending:
-            self._collect_processed_elsewhere()
-        if self._pending:
-            self._account_dead_letters()
+                if self._consume_once(pool):
+                    self._idle_since = None
+                    continue
+                now = time.monotonic()
+                self._idle_since = self._idle_since or now
+                if now - self._last_housekeeping >= self.housekeeping_seconds:
+                    self._last_housekeeping = now
+                    self._housekeeping(ti)
+                self._give_way_if_alone(ti, now)
+            self._finish_all()
         recorder.flush()
         if self._pending:
             self.log.info("%d pages of job %s still pending", len(self._pending), self.job_id)
         return not self._pending
 
+    def _housekeeping(self, ti: Any) -> None:
+        """While idle: pages processed elsewhere, dead letters, pages the fetch never enqueued."""
+        self._collect_processed_elsewhere()
+        if self._pending:
+            self._account_dead_letters()
+        if self._pending and self._fetch_tasks_finished(ti):
+            self._settle_never_enqueued(ti)
+        self._recorder.flush(force=False)
+
+    def _fetch_tasks_finished(self, ti: Any) -> bool:
+        if not self._fetch_finished:
+            self._fetch_finished = self._count_fetch_tis(ti, FINISHED_TI_STATES) >= self._fetch_tasks
+        return self._fetch_finished
+
+    def _count_fetch_tis(self, ti: Any, states: list[str]) -> int:
+        return self._count_tis(ti, [self.fetch_task_id], states)
+
+    def _reschedule(self) -> None:
+        raise AirflowRescheduleException(timezone.utcnow() + timedelta(seconds=self.poke_interval))
+
+    @staticmethod
+    def _count_tis(ti: Any, task_ids: list[str], states: list[str]) -> int:
+        return ti.get_ti_count(dag_id=ti.dag_id, task_ids=task_ids, run_ids=[ti.run_id], states=states)
+
+    def _settle_never_enqueued(self, ti: Any) -> None:
+        """Every fetch task has ended: a pending page it did not enqueue will never arrive."""
+        fetched = merge_page_statuses(ti.xcom_pull(task_ids=[self.fetch_task_id], key=STATUS_XCOM_KEY) or [])
+        for page in sorted(self._pending):
+            record = fetched.get(page)
+            state = PageState(record["state"]) if record else None
+            if state in (PageState.ENQUEUED, PageState.SUCCESSFULLY_COMPLETED):
+                continue  # its message or its output is on the way
+            if state is PageState.FAILED_TO_COMPLETE:
+                self._settle(page, None)  # the fetch task recorded why
+            else:
+                reason = "never enqueued: its fetch task ended without saving it (see the fetch_pages log)"
+                self._settle(page, PageState.FAILED_TO_COMPLETE, reason=reason)
+
+    def _give_way_if_alone(self, ti: Any, now: float) -> None:
+        """Nothing arrives and no fetch task is running (``dag.test`` runs one task at a time; a real
+        scheduler may be short of slots or waiting out a fetch retry): free this slot and come
+        back later rather than block the fetch tasks. After pages were settled here, wait longer
+        first: a new try starts by clearing the statuses this one published (they come back from
+        S3, as pages processed earlier)."""
+        patience = self.idle_reschedule_seconds * (10 if self._settled_here else 1)
+        if now - (self._idle_since or now) < patience:
+            return
+        if not self._count_fetch_tis(ti, ACTIVE_TI_STATES) and not self._fetch_tasks_finished(ti):
+            self.log.info("no fetch task is running: rescheduling in %ss", self.poke_interval)
+            self._reschedule()
+        self._idle_since = now  # check again after another spell of patience
+
     # -- the main queue --------------------------------------------------------------------
 
     def _consume_once(self, pool: ThreadPoolExecutor) -> bool:
-        """Receive one batch and settle it; False when the queue was empty."""
-        sqs = self.hook.conn
-        response = sqs.receive_message(
-            QueueUrl=self.sqs_queue, WaitTimeSeconds=self.wait_time_seconds, **RECEIVE_KWARGS
+        """Receive a batch and hand it to the workers; settle the oldest batch once the next one is
+        in hand (receiving overlaps processing). False when the queue was empty and all is settled."""
+        response = self.hook.conn.receive_message(
+            QueueUrl=self.sqs_queue,
+            WaitTimeSeconds=0 if self._in_progress else self.wait_time_seconds,
+            **RECEIVE_KWARGS,
         )
         messages = response.get("Messages", [])
-        if not messages:
-            return False
-        outcomes = list(pool.map(self._process_message, messages))
-        processed = [
-            m for m, result in zip(messages, outcomes, strict=True) if isinstance(result, ProcessedPage)
-        ]
-        failed = [m for m, result in zip(messages, outcomes, strict=True) if isinstance(result, str)]
+        if messages:
+            self._in_progress.append((messages, [pool.submit(self._process_message, m) for m in messages]))
+        while self._in_progress and (len(self._in_progress) > BATCHES_AHEAD or not messages):
+            self._finish_batch(*self._in_progress.pop(0))
+        return bool(messages)
+
+    def _finish_all(self) -> None:
+        while self._in_progress:
+            self._finish_batch(*self._in_progress.pop(0))
+
+    def _finish_batch(self, messages: list[dict], futures: list[Future]) -> None:
+        """Record the batch, then delete what was processed: raw pages and messages, in batches.
+
+        A message is deleted only after its page was processed: one that failed stays and is
+        offered again by SQS (after ``retry_delay_seconds``), then dead-lettered."""
+        outcomes = [future.result() for future in futures]
         for message, result in zip(messages, outcomes, strict=True):
             self._record(message, result)
-        # Delete only after processing: a message that failed stays and is retried by SQS.
-        for batch in batches_of(processed):
-            sqs.delete_message_batch(
+        done = [(m, r) for m, r in zip(messages, outcomes, strict=True) if isinstance(r, ProcessedPage)]
+        failed = [m for m, r in zip(messages, outcomes, strict=True) if isinstance(r, str)]
+        delete_raw_pages(self._s3, [r.raw for _, r in done if r.raw is not None])
+        for batch in batches_of([m for m, _ in done]):
+            self.hook.conn.delete_message_batch(
                 QueueUrl=self.sqs_queue,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
             )
         change_visibility(self.hook.conn, self.sqs_queue, failed, self.retry_delay_seconds)
-        return True
 
     def _process_message(self, message: dict) -> ProcessedPage | str:
         """Process one page in a worker thread: the result, or why it failed."""
@@ -148,7 +278,7 @@ class PageMessageSensor(SqsSensor):
         except ValueError as exc:
             return str(exc)
         try:
-            return process_page(self._s3, pointer, self.processed_bucket)
+            return process_page(self._s3, pointer, self.processed_bucket, delete_raw=False)
         except (PageProcessingError, ClientError) as exc:
             self._leave_error_note(pointer, message, str(exc))
             return str(exc)

@@ -1,17 +1,21 @@
-"""Fetch a batch of pages concurrently and save each one, as served, to the raw bucket."""
+"""Fetch a batch of pages concurrently, save each one as served to the raw bucket, and announce it.
+
+A page is enqueued for processing as soon as it is saved (10 pointers per SQS call), so the
+process step works while the fetch goes on instead of after it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
 
 from api_poller.errors import PollerError
-from api_poller.messaging import PagePointer
+from api_poller.messaging import PageAnnouncer, PagePointer, SendBatch
 from api_poller.partner_api import ClientOptions, RetryPolicy, fetch_page
 from api_poller.planning import PageTask
 from api_poller.settings import PollerSettings
@@ -23,11 +27,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchResult:
-    saved: list[PagePointer] = field(default_factory=list)
+    """What a fetch task did (small: it is the task's XCom; page details are in ``page_status``)."""
+
+    pages: int = 0
+    saved: int = 0
+    enqueued: int = 0
+    resumed: int = 0
     failed: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"saved": [pointer.to_dict() for pointer in self.saved], "failed": self.failed}
+        return asdict(self)
 
 
 class ProgressLog:
@@ -57,18 +66,20 @@ async def fetch_pages_to_s3(
     s3_client: Any,
     bucket: str,
     processed_bucket: str,
+    send_batch: SendBatch,
     recorder: StatusRecorder,
     policy: RetryPolicy,
     options: ClientOptions,
     concurrency: int,
 ) -> BatchResult:
-    """Fetch every page with at most ``concurrency`` requests in flight.
+    """Fetch every page with at most ``concurrency`` requests in flight; enqueue each one saved.
 
     A page that still fails after its retries is recorded as FailedToComplete with the reason;
     it never fails the other pages. Pages an earlier try of this job already saved or processed
-    are not fetched again (a cleared or retried task resumes).
+    are not fetched again (a cleared or retried task resumes; saved pages are announced again,
+    which processing tolerates: it is idempotent).
     """
-    result = BatchResult()
+    result = BatchResult(pages=len(pages))
     saved_before = await asyncio.to_thread(stored_page_ids, s3_client, bucket, raw_prefix(job_id))
     processed_before = await asyncio.to_thread(
         stored_page_ids, s3_client, processed_bucket, processed_prefix(job_id)
@@ -76,15 +87,29 @@ async def fetch_pages_to_s3(
     in_flight = asyncio.Semaphore(concurrency)
     progress = ProgressLog("fetch", len(pages))
 
+    def on_sent(sent: dict[str, str], failed: dict[str, str]) -> None:
+        for page, message_id in sent.items():
+            recorder.mark(page, PageState.ENQUEUED, message_id=message_id)
+        for page, reason in failed.items():
+            result.failed[page] = reason
+            recorder.mark(page, PageState.FAILED_TO_COMPLETE, reason=reason)
+        result.enqueued += len(sent)
+
+    announcer = PageAnnouncer(send_batch, on_sent)
+
+    def pointer_to(page: PageTask, key: str) -> PagePointer:
+        return PagePointer(job_id, page.page_id, bucket, key, page.start_at, page.count)
+
     def resume(page: PageTask) -> bool:
         key = raw_payload_key(job_id, page.page_id)
         if page.page_id in processed_before:
             recorder.mark(page.page_id, PageState.SUCCESSFULLY_COMPLETED, resumed=True)
         elif page.page_id in saved_before:
-            result.saved.append(PagePointer(job_id, page.page_id, bucket, key, page.start_at, page.count))
             recorder.mark(page.page_id, PageState.PAYLOAD_SAVED, raw_key=key, resumed=True)
+            announcer.announce(pointer_to(page, key))
         else:
             return False
+        result.resumed += 1
         progress.advance()
         return True
 
@@ -112,15 +137,19 @@ async def fetch_pages_to_s3(
                 result.failed[page.page_id] = str(exc)
                 recorder.mark(page.page_id, PageState.FAILED_TO_COMPLETE, reason=str(exc))
             else:
-                result.saved.append(PagePointer(job_id, page.page_id, bucket, key, page.start_at, page.count))
+                result.saved += 1
                 recorder.mark(page.page_id, PageState.PAYLOAD_SAVED, attempts=fetched.attempts, raw_key=key)
+                announcer.announce(pointer_to(page, key))
             progress.advance()
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(one(page) for page in pages))
-    recorder.flush()
-    result.saved.sort(key=lambda pointer: pointer.page_id)
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(one(page) for page in pages))
+    finally:
+        # Whatever was saved is announced, even if the task is being torn down.
+        await announcer.close()
+        recorder.flush()
     return result
 
 
@@ -132,10 +161,13 @@ def fetch_batch(
     pages: list[PageTask],
     concurrency: int,
     s3_client: Any,
+    sqs_client: Any,
+    queue_url: str,
     recorder: StatusRecorder,
 ) -> dict[str, Any]:
-    """The fetch task: check the URL again (DNS may have changed), fetch, report saved pages."""
+    """The fetch task: check the URL again (DNS may have changed), fetch, save and enqueue."""
     from api_poller.job import check_job_url, client_options, retry_policy
+    from api_poller.messaging import send_message_batch
 
     check_job_url(url, settings)
     result = asyncio.run(
@@ -146,6 +178,7 @@ def fetch_batch(
             s3_client=s3_client,
             bucket=settings.raw_bucket,
             processed_bucket=settings.processed_bucket,
+            send_batch=lambda pointers: send_message_batch(sqs_client, queue_url, pointers),
             recorder=recorder,
             policy=retry_policy(settings),
             options=client_options(settings),

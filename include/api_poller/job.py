@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,13 @@ import aiohttp
 
 from api_poller.errors import InvalidJobRequest
 from api_poller.partner_api import ClientOptions, RetryPolicy, fetch_metadata, validate_job_url
-from api_poller.planning import batch_pages, choose_page_size, plan_pages
+from api_poller.planning import (
+    batch_pages,
+    choose_fetch_tasks,
+    choose_page_size,
+    plan_pages,
+    share_concurrency,
+)
 from api_poller.settings import PollerSettings
 from api_poller.url_policy import check_url_allowed, parse_allowlist
 
@@ -26,7 +31,8 @@ class JobRequest:
     url: str
     page_size: int | None
     concurrency: int
-    fetch_tasks: int
+    # None: chosen from the page count (see planning.choose_fetch_tasks).
+    fetch_tasks: int | None
 
 
 def _optional_int(params: Mapping[str, Any], name: str, default: int | None, maximum: int) -> int | None:
@@ -47,7 +53,9 @@ def parse_job_request(params: Mapping[str, Any], settings: PollerSettings) -> Jo
         url=validate_job_url(url),
         page_size=_optional_int(params, "page_size", None, 1_000_000),
         concurrency=_optional_int(params, "concurrency", settings.default_concurrency, MAX_CONCURRENCY),
-        fetch_tasks=_optional_int(params, "fetch_tasks", settings.default_fetch_tasks, MAX_FETCH_TASKS),
+        fetch_tasks=_optional_int(
+            params, "fetch_tasks", settings.default_fetch_tasks or None, MAX_FETCH_TASKS
+        ),
     )
 
 
@@ -103,7 +111,7 @@ def plan_job(job_id: str, params: Mapping[str, Any], settings: PollerSettings) -
     metadata = asyncio.run(_read_metadata(request.url, settings))
     page_size = choose_page_size(metadata, request.page_size)
     pages = plan_pages(metadata, page_size)
-    batches = batch_pages(pages, request.fetch_tasks)
+    batches = batch_pages(pages, choose_fetch_tasks(len(pages), request.concurrency, request.fetch_tasks))
     return {
         "job_id": job_id,
         "url": request.url,
@@ -111,6 +119,6 @@ def plan_job(job_id: str, params: Mapping[str, Any], settings: PollerSettings) -
         "page_size": page_size,
         "total_pages": len(pages),
         "batches": [[page.to_dict() for page in batch] for batch in batches],
-        # The job's concurrency is shared by its fetch tasks.
-        "concurrency_per_task": max(1, math.ceil(request.concurrency / len(batches))),
+        # The job's concurrency is shared by its fetch tasks: the shares add up to it.
+        "concurrency_shares": share_concurrency(request.concurrency, len(batches)),
     }

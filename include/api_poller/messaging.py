@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from api_poller.status import PageState, StatusRecorder
 from api_poller.storage import safe_job_id
 
 
@@ -73,51 +73,100 @@ def message_job_id(message: Mapping[str, Any]) -> str | None:
     return attribute.get("StringValue")
 
 
-def batches_of(items: list, size: int = 10) -> list[list]:
+SQS_BATCH = 10
+
+
+def batches_of(items: list, size: int = SQS_BATCH) -> list[list]:
     """SQS batch calls take at most 10 entries."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def send_page_messages(
-    sqs_client: Any,
-    queue_url: str,
-    pointers: list[PagePointer],
-    recorder: StatusRecorder,
-    attempts: int = 3,
-) -> list[str]:
-    """Publish one message per saved page, 10 per call; returns the page ids enqueued.
+def send_message_batch(
+    sqs_client: Any, queue_url: str, pointers: list[PagePointer], attempts: int = 3
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Publish up to 10 pointers in one SendMessageBatch call (refused entries are sent again,
+    up to ``attempts`` times): the message id per page sent, and the reason per page refused."""
+    pending = {str(i): pointer for i, pointer in enumerate(pointers)}
+    sent: dict[str, str] = {}
+    refusals: dict[str, str] = {}
+    for _ in range(attempts):
+        response = sqs_client.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {
+                    "Id": entry_id,
+                    "MessageBody": message_body(pointer),
+                    "MessageAttributes": message_attributes(pointer),
+                }
+                for entry_id, pointer in pending.items()
+            ],
+        )
+        for success in response.get("Successful", []):
+            sent[pending.pop(success["Id"]).page_id] = success["MessageId"]
+        refusals = {f["Id"]: f.get("Message", "unknown") for f in response.get("Failed", [])}
+        if not pending:
+            break
+    failed = {
+        pointer.page_id: f"SQS refused the message: {refusals.get(entry_id, 'unknown')}"
+        for entry_id, pointer in pending.items()
+    }
+    return sent, failed
 
-    Entries SQS refuses are sent again (up to ``attempts`` times), then recorded as failed.
+
+SendBatch = Callable[[list[PagePointer]], tuple[dict[str, str], dict[str, str]]]
+
+
+class PageAnnouncer:
+    """Publishes saved pages while the fetch goes on, so processing starts with the first page.
+
+    Pointers go out 10 per SendMessageBatch (in a thread, off the event loop); none waits longer
+    than ``linger`` seconds for its batch to fill. ``on_sent(sent, failed)`` runs on the event loop
+    with the message id per page sent and the reason per page that could not be.
     """
-    enqueued: list[str] = []
-    for batch in batches_of(pointers):
-        pending = {str(i): pointer for i, pointer in enumerate(batch)}
-        for _ in range(attempts):
-            response = sqs_client.send_message_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {
-                        "Id": entry_id,
-                        "MessageBody": message_body(pointer),
-                        "MessageAttributes": message_attributes(pointer),
-                    }
-                    for entry_id, pointer in pending.items()
-                ],
-            )
-            for success in response.get("Successful", []):
-                pointer = pending.pop(success["Id"])
-                enqueued.append(pointer.page_id)
-                recorder.mark(pointer.page_id, PageState.ENQUEUED, message_id=success["MessageId"])
-            failures = {
-                failure["Id"]: failure.get("Message", "unknown") for failure in response.get("Failed", [])
-            }
-            if not pending:
-                break
-        for entry_id, pointer in pending.items():
-            reason = f"SQS refused the message: {failures.get(entry_id, 'unknown')}"
-            recorder.mark(pointer.page_id, PageState.FAILED_TO_COMPLETE, reason=reason)
-    recorder.flush()
-    return enqueued
+
+    def __init__(
+        self,
+        send: SendBatch,
+        on_sent: Callable[[dict[str, str], dict[str, str]], None],
+        linger: float = 0.2,
+    ) -> None:
+        self._send, self._on_sent, self._linger = send, on_sent, linger
+        self._buffer: list[PagePointer] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task] = set()
+
+    def announce(self, pointer: PagePointer) -> None:
+        self._buffer.append(pointer)
+        if len(self._buffer) >= SQS_BATCH:
+            self._launch()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._launch)
+
+    def _launch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._buffer = self._buffer[:SQS_BATCH], self._buffer[SQS_BATCH:]
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._publish(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        if self._buffer:
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._launch)
+
+    async def _publish(self, batch: list[PagePointer]) -> None:
+        try:
+            sent, failed = await asyncio.to_thread(self._send, batch)
+        except Exception as exc:  # an SQS outage fails these pages, not the task
+            sent, failed = {}, {pointer.page_id: f"could not enqueue: {exc}" for pointer in batch}
+        self._on_sent(sent, failed)
+
+    async def close(self) -> None:
+        """Send whatever is buffered and wait for every batch in flight."""
+        while self._buffer:
+            self._launch()
+        while self._sending:
+            await asyncio.gather(*list(self._sending))
 
 
 def change_visibility(sqs_client: Any, queue_url: str, messages: list[dict], seconds: int) -> None:

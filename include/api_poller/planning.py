@@ -102,3 +102,33 @@ def batch_pages(pages: list[PageTask], task_count: int) -> list[list[PageTask]]:
         batches.append(pages[start:end])
         start = end
     return batches
+
+
+# Automatic fetch-task count: enough pages per task that task start-up (seconds) stays small
+# next to the fetching, enough requests per task that a task is worth its process.
+PAGES_PER_FETCH_TASK = 500
+MIN_CONCURRENCY_PER_FETCH_TASK = 5
+MAX_AUTO_FETCH_TASKS = 16
+
+
+def choose_fetch_tasks(total_pages: int, concurrency: int, requested: int | None) -> int:
+    """How many mapped fetch tasks share the pages.
+
+    Never more tasks than requests in flight (each task needs at least one), so the job's
+    concurrency holds across tasks; ``None`` picks a bounded count from the page count.
+    """
+    if requested is None:
+        requested = min(
+            -(-total_pages // PAGES_PER_FETCH_TASK),
+            max(1, concurrency // MIN_CONCURRENCY_PER_FETCH_TASK),
+            MAX_AUTO_FETCH_TASKS,
+        )
+    return max(1, min(requested, concurrency, max(total_pages, 1)))
+
+
+def share_concurrency(concurrency: int, task_count: int) -> list[int]:
+    """Split the job's requests in flight over its fetch tasks: the shares add up to it exactly."""
+    if task_count <= 0:
+        return []
+    base, extra = divmod(concurrency, task_count)
+    return [max(1, base + (1 if index < extra else 0)) for index in range(task_count)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,8 @@ from botocore.exceptions import ClientError
 
 from api_poller.messaging import PagePointer
 from api_poller.storage import processed_key
+
+log = logging.getLogger(__name__)
 
 
 class PageProcessingError(Exception):
@@ -22,6 +25,8 @@ class ProcessedPage:
     key: str
     records: int
     already_processed: bool = False
+    # The raw object still to delete (when the caller deletes raw pages in batches), else None.
+    raw: tuple[str, str] | None = None
 
 
 def records_to_ndjson(document: Any, page_id: str) -> tuple[bytes, int]:
@@ -41,8 +46,11 @@ def _is_missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
 
 
-def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) -> ProcessedPage:
-    """Write the page's records to its processed key, then delete the raw object (as the seed does).
+def process_page(
+    s3_client: Any, pointer: PagePointer, processed_bucket: str, delete_raw: bool = True
+) -> ProcessedPage:
+    """Write the page's records to its processed key, then delete the raw object (as the seed does);
+    with ``delete_raw=False`` the caller deletes it (see ``delete_raw_pages``), after the write.
 
     Safe to repeat: SQS delivers at least once, so a message seen again after its raw object was
     already consumed is recognised by the processed object and changes nothing.
@@ -73,5 +81,23 @@ def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) ->
         ContentType="application/x-ndjson",
         Metadata={"records": str(records), "job-id": pointer.job_id},
     )
-    s3_client.delete_object(Bucket=pointer.bucket, Key=pointer.key)
-    return ProcessedPage(pointer.page_id, target, records)
+    if delete_raw:
+        s3_client.delete_object(Bucket=pointer.bucket, Key=pointer.key)
+        return ProcessedPage(pointer.page_id, target, records)
+    return ProcessedPage(pointer.page_id, target, records, raw=(pointer.bucket, pointer.key))
+
+
+def delete_raw_pages(s3_client: Any, objects: list[tuple[str, str]]) -> None:
+    """Delete processed raw pages, up to 1,000 per DeleteObjects call (one per bucket)."""
+    by_bucket: dict[str, list[str]] = {}
+    for bucket, key in objects:
+        by_bucket.setdefault(bucket, []).append(key)
+    for bucket, keys in by_bucket.items():
+        for start in range(0, len(keys), 1000):
+            response = s3_client.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": key} for key in keys[start : start + 1000]], "Quiet": True},
+            )
+            for error in response.get("Errors", []):
+                # Left for the retention (issue 7) rather than failing a processed page.
+                log.warning("could not delete raw page %s: %s", error.get("Key"), error.get("Message"))

@@ -20,6 +20,11 @@ def _read_ids(s3_client: Any, bucket: str, key: str) -> list[Any]:
     return [json.loads(line)["id"] for line in body.iter_lines() if line.strip()]
 
 
+def _stored_count(s3_client: Any, bucket: str, key: str) -> int:
+    """The record count the process step stored with a processed object."""
+    return int(s3_client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("records", 0))
+
+
 def reconcile_output(
     *,
     s3_client: Any,
@@ -34,7 +39,8 @@ def reconcile_output(
     """Compare what landed with what was planned.
 
     With ``read_output`` every processed object is read back to find duplicate ids and pages
-    whose record count differs from the plan; otherwise counts come from the page statuses.
+    whose record count differs from the plan; otherwise counts come from the page statuses (or
+    the processed object's metadata) and duplicate ids across pages are not looked for.
     """
     landed = stored_page_ids(s3_client, processed_bucket, processed_prefix(job_id))
     planned = {page.page_id: page for page in pages}
@@ -52,10 +58,16 @@ def reconcile_output(
                 id_counts.update(ids)
     else:
         per_page = {
-            page: int(record.get("records", 0))
+            page: int(record["records"])
             for page, record in statuses.items()
             if page in landed and record.get("records") is not None
         }
+        # Pages another consumer (or an earlier try) processed: their count is on the object.
+        unknown = sorted((set(planned) & landed) - set(per_page))
+        keys = [processed_key(job_id, page) for page in unknown]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            counts = pool.map(lambda k: _stored_count(s3_client, processed_bucket, k), keys)
+            per_page.update(zip(unknown, counts, strict=True))
     duplicates = sorted((i for i, n in id_counts.items() if n > 1), key=str)
     wrong_counts = {
         page: {"planned": planned[page].count, "written": written}
@@ -81,10 +93,10 @@ def reconcile_output(
     }
 
 
-def reconcile_job(settings: Any, ti: Any, s3_client: Any) -> dict[str, Any] | None:
-    """The reconcile task: the plan and the page statuses from XCom, the output from S3."""
-    from api_poller.report import published_statuses
-
+def reconcile_job(
+    settings: Any, ti: Any, s3_client: Any, statuses: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """Reconcile the run's job: the plan from XCom, ``statuses`` merged, the output from S3."""
     job = ti.xcom_pull(task_ids="plan", key="job")
     batches = ti.xcom_pull(task_ids="plan")
     if not job or not batches:
@@ -96,6 +108,6 @@ def reconcile_job(settings: Any, ti: Any, s3_client: Any) -> dict[str, Any] | No
         job_id=ti.run_id,
         pages=pages,
         total_records=job["total_records"],
-        statuses=published_statuses(ti),
+        statuses=statuses,
         read_output=settings.reconcile == "full",
     )

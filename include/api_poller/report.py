@@ -50,7 +50,7 @@ def job_summary(
     }
 
 
-STATUS_TASKS = ["fetch_pages", "enqueue_pages", "process.consume_page_messages"]
+STATUS_TASKS = ["fetch_pages", "process.consume_page_messages"]
 
 
 class NothingToReport(Exception):
@@ -66,18 +66,24 @@ def published_statuses(ti: Any) -> list[Mapping[str, Any] | None]:
     return ti.xcom_pull(task_ids=STATUS_TASKS, key=STATUS_XCOM_KEY)
 
 
-def report_job(settings: Any, ti: Any) -> dict[str, Any]:
-    """The report task: publish the summary (XCom ``summary``); raise if the job is incomplete."""
+def report_job(settings: Any, ti: Any, s3_client: Any) -> dict[str, Any]:
+    """The report task: reconcile the output with the plan, publish the summary (XCom ``summary``,
+    the reconciliation also as ``reconciliation``); raise if the job is incomplete."""
+    from api_poller.reconcile import reconcile_job
+
     job = ti.xcom_pull(task_ids="plan", key="job")
     if not job:
         raise NothingToReport("the plan step failed (see its log), so nothing was fetched")
+    statuses = published_statuses(ti)
+    reconciliation = reconcile_job(settings, ti, s3_client, merge_page_statuses(statuses))
+    ti.xcom_push(key="reconciliation", value=reconciliation)
     summary = job_summary(
         job_id=ti.run_id,
         total_pages=job["total_pages"],
         total_records=job["total_records"],
         processed_bucket=settings.processed_bucket,
-        published_statuses=published_statuses(ti),
-        reconciliation=ti.xcom_pull(task_ids="process.reconcile_output"),
+        published_statuses=statuses,
+        reconciliation=reconciliation,
     )
     ti.xcom_push(key="summary", value=summary)
     log.info("job summary: %s", json.dumps(summary))

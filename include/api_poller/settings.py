@@ -36,7 +36,10 @@ class PollerSettings:
     default_url: str = ""
     # Job defaults (each can be overridden per run through the DAG's Params).
     default_concurrency: int = 25
-    default_fetch_tasks: int = 4
+    # 0: chosen per job from its page count (about 500 pages per task, at most 16 tasks).
+    default_fetch_tasks: int = 0
+    # An Airflow pool for the fetch tasks (empty: default_pool), to cap them across jobs.
+    fetch_pool: str = ""
     # HTTP retries per page, as the seed's state machine: 6 attempts, backoff rate 2.
     http_attempts: int = 6
     retry_initial_seconds: float = 1.0
@@ -51,14 +54,15 @@ class PollerSettings:
     process_retry_delay_seconds: int = 5
     process_poke_seconds: float = 1.0
     # Pages one process step works on at once (threads).
-    process_workers: int = 8
+    process_workers: int = 16
     # How often a running task publishes its pages' status to XCom.
     status_flush_seconds: float = 1.0
     # What the report step does when pages failed: "fail" the run or only "warn".
     on_incomplete: str = "fail"
-    # After processing, read the job's output back to check ids and counts ("full"), or
-    # check counts from the page statuses only ("counts").
-    reconcile: str = "full"
+    # After processing, check each page's record count against the plan from the page statuses
+    # ("counts"), or also read the whole output back to look for duplicate ids ("full": costs a
+    # GET of every processed page).
+    reconcile: str = "counts"
     # Retention (the api_poller_maintenance DAG): a job's status (its XComs) and its leftover raw
     # pages are removed this many days after the job ended.
     retention_days: int = 3
