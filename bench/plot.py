@@ -40,6 +40,7 @@ def main(report_path: str, png_path: str) -> int:
         f"{s['concurrency']} in flight",
         fontsize=10,
     )
+    ax.margins(x=0.12, y=0.12)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
