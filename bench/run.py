@@ -155,11 +155,67 @@ def run_json_subprocess(command: list[str], log_path: Path, timeout: float, env:
     return result
 
 
+# -- CPU seconds per component ------------------------------------------------------------------
+
+# First match wins; "children" counts the CPU of reaped children too (task processes end up in
+# their LocalExecutor worker's, which lives as long as the scheduler).
+CPU_COMPONENTS = (
+    ("moto", "moto_server"),
+    ("simulator", "api_poller.simulator"),
+    ("Airflow tasks (LocalExecutor workers + task processes)", "worker -- "),
+    ("Airflow api-server", "api_server"),
+    ("Airflow api-server", "api-server"),
+    ("Airflow scheduler", "scheduler"),
+    ("Airflow dag-processor", "dag-processor"),
+    ("Airflow dag-processor", "dag_processor"),
+    ("Airflow triggerer", "triggerer"),
+    ("asyncio script", "baseline_asyncio"),
+    ("dlt", "dlt_source"),
+    ("PostgreSQL", "postgres"),
+    ("this benchmark", "bench/run.py"),
+)
+
+
+def cpu_snapshot() -> dict[str, Any]:
+    """CPU seconds so far per component (self + reaped children), and the machine's busy total."""
+    tick = os.sysconf("SC_CLK_TCK")
+    per_pid: dict[int, tuple[str, float]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            title = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            component = next((name for name, needle in CPU_COMPONENTS if needle in title), None)
+            if component:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                per_pid[int(stat.parent.name)] = (component, sum(int(f) for f in fields[11:15]) / tick)
+    busy = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = busy[3] + busy[4]
+    return {"pids": per_pid, "busy_s": (sum(busy) - idle) / tick}
+
+
+def cpu_used(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """CPU seconds per component between two snapshots (processes alive at the end; those that
+    started in between count from zero), and the machine's busy CPU seconds."""
+    used: Counter = Counter()
+    for pid, (component, seconds) in after["pids"].items():
+        earlier = before["pids"].get(pid)
+        start = earlier[1] if earlier and earlier[0] == component else 0.0
+        used[component] += max(0.0, seconds - start)
+    return {
+        "machine_busy_s": round(after["busy_s"] - before["busy_s"], 1),
+        "by_component_s": {name: round(value, 1) for name, value in used.most_common()},
+    }
+
+
 # -- RSS of the Airflow task processes ----------------------------------------------------------
 
 
 def _children(pid: int) -> list[int]:
-    """Child PIDs, with psutil if available, else from /proc."""
+    """Child PIDs: from /proc/PID/task/*/children (cheap: the sampler must not load the machine it
+    measures), else with psutil, else by scanning /proc."""
+    with contextlib.suppress(OSError, ValueError):
+        return [
+            int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()
+        ]
     try:
         import psutil
 
@@ -190,7 +246,7 @@ class TaskRssSampler(threading.Thread):
     workers (the worker is the task's supervisor; its child runs the task). Keyed by TI id, which
     both processes carry in their titles."""
 
-    def __init__(self, scheduler_pid: int, interval: float = 0.2) -> None:
+    def __init__(self, scheduler_pid: int, interval: float = 0.5) -> None:
         super().__init__(daemon=True, name="rss-sampler")
         self.scheduler_pid = scheduler_pid
         self.interval = interval
@@ -420,7 +476,7 @@ def run_airflow(
     conf = {"url": url, "concurrency": args.concurrency}
     if args.fetch_tasks:
         conf["fetch_tasks"] = args.fetch_tasks
-    sampler = TaskRssSampler(airflow.processes["scheduler"].pid, interval=0.2)
+    sampler = TaskRssSampler(airflow.processes["scheduler"].pid, interval=0.5)
     sampler.start()
     profiler = None
     timeout = run_timeout(pages)
@@ -455,7 +511,7 @@ def run_airflow(
                         f"  airflow {pages} pages: {now - started:.0f}s, {dict(counts)}, "
                         f"peak task RSS {peak:.0f} MB"
                     )
-            time.sleep(0.25)
+            time.sleep(1.0)  # the run's own end_date gives the wall time: polling need not be fine
         wall = time.monotonic() - started
     finally:
         sampler.stop()
@@ -474,7 +530,9 @@ def run_airflow(
     timeline = _timeline(run, tis)
     server_wall = _relative(run.get("end_date"), datetime.fromisoformat(run["queued_at"]))
     result = {
-        "wall_s": round(wall, 3),
+        # The run's queued_at -> end_date (server clock); the client's poll time if it never ended.
+        "wall_s": server_wall if server_wall is not None else round(wall, 3),
+        "client_wall_s": round(wall, 3),
         "status": state,
         "peak_rss_mb": largest[1],
         "peak_rss_what": f"task process {largest[0]}",
@@ -579,11 +637,11 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        "wall s (median; every repeat in brackets): trigger (REST API) to run success for Airflow "
-        "(every page SuccessfullyCompleted, reconciled and reported); the script's fetch->S3 for "
-        "asyncio; `pipeline.run` for dlt. "
+        "wall s (median; every repeat in brackets): trigger to run success for Airflow "
+        "(the run's queued_at to end_date: every page SuccessfullyCompleted, reconciled and "
+        "reported); the script's fetch->S3 for asyncio; `pipeline.run` for dlt. "
         "x asyncio / x dlt: wall time divided by theirs on the same workload (x dlt below 1 = faster). "
-        "peak RSS: largest Airflow task process (sampled every 0.2 s), or the whole process for the others.",
+        "peak RSS: largest Airflow task process (sampled every 0.5 s), or the whole process for the others.",
     ]
     stage_lines = []
     for r in report["runs"]:
@@ -599,6 +657,15 @@ def markdown(report: dict) -> str:
             )
     if stage_lines:
         lines += ["", "Airflow steps, seconds after the trigger (start-end):", "", *stage_lines]
+    cpu_lines = [
+        f"- {r['system']} {r['workload']} #{r.get('repeat', 1)}: machine {r['cpu']['machine_busy_s']} s "
+        f"(of {round((os.cpu_count() or 1) * (r['wall_s'] or 0), 1)} available); "
+        + ", ".join(f"{name} {value}" for name, value in r["cpu"]["by_component_s"].items())
+        for r in report["runs"]
+        if r.get("cpu")
+    ]
+    if cpu_lines:
+        lines += ["", "CPU seconds used during each run, by component:", "", *cpu_lines]
     return "\n".join(lines) + "\n"
 
 
@@ -767,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_start": [round(x, 2) for x in os.getloadavg()],
         },
-        "workdir": str(work.relative_to(ROOT)),
+        "workdir": str(work.relative_to(ROOT) if work.is_relative_to(ROOT) else work),
         "repeat": args.repeat,
         "moto": "stock" if args.stock_moto else "with bench/moto_server.py's SQS fixes",
     }
@@ -800,6 +867,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{system} on {workload} ({pages} pages), #{repeat}, load {load} ...")
                 with simulator_server(run_dir, simulator_args(pages, args)) as base_url:
                     url = f"{base_url}/payload"
+                    cpu_before = cpu_snapshot()
                     try:
                         if system == "asyncio":
                             result = run_asyncio(url, endpoint, pages, args, run_dir)
@@ -811,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
                             result = run_airflow(airflows[system], url, pages, args, run_dir, profile)
                     except (subprocess.TimeoutExpired, RuntimeError, urllib.error.URLError) as error:
                         result = {"wall_s": None, "status": f"error: {error}", "peak_rss_mb": None}
+                    result["cpu"] = cpu_used(cpu_before, cpu_snapshot())
                     result["simulator"] = http_json(f"{base_url}/stats")
                 run = {"system": system, "workload": workload, "pages": pages, "repeat": repeat, **result}
                 run["invocation"] = started_at

@@ -83,7 +83,7 @@ def _status_recorder():
             maximum=MAX_FETCH_TASKS,
             title="Fetch tasks",
             description="How many mapped fetch tasks share the pages (never more than the concurrency). "
-            "Empty: chosen from the page count, about 500 pages per task.",
+            "Empty: chosen from the page count, about 1,000 pages per task.",
         ),
     },
 )

@@ -283,9 +283,10 @@ def test_page_task_from_dict_coerces_numeric_strings() -> None:
     ("pages", "concurrency", "expected"),
     [
         (100, 25, 1),  # the seed workload: one task, all 25 requests in it
-        (1_000, 25, 2),
+        (1_000, 25, 1),
+        (2_001, 25, 3),
         (10_000, 25, 5),  # at least 5 requests per task
-        (10_000, 512, 16),  # never more than 16 automatically
+        (100_000, 512, 16),  # never more than 16 automatically
         (1, 25, 1),
         (0, 25, 1),
     ],

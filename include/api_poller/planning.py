@@ -106,7 +106,7 @@ def batch_pages(pages: list[PageTask], task_count: int) -> list[list[PageTask]]:
 
 # Automatic fetch-task count: enough pages per task that task start-up (seconds) stays small
 # next to the fetching, enough requests per task that a task is worth its process.
-PAGES_PER_FETCH_TASK = 500
+PAGES_PER_FETCH_TASK = 1000
 MIN_CONCURRENCY_PER_FETCH_TASK = 5
 MAX_AUTO_FETCH_TASKS = 16
 

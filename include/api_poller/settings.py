@@ -36,7 +36,7 @@ class PollerSettings:
     default_url: str = ""
     # Job defaults (each can be overridden per run through the DAG's Params).
     default_concurrency: int = 25
-    # 0: chosen per job from its page count (about 500 pages per task, at most 16 tasks).
+    # 0: chosen per job from its page count (about 1,000 pages per task, at most 16 tasks).
     default_fetch_tasks: int = 0
     # An Airflow pool for the fetch tasks (empty: default_pool), to cap them across jobs.
     fetch_pool: str = ""
