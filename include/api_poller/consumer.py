@@ -142,6 +142,9 @@ class PageMessageSensor(SqsSensor):
         self._in_progress: list[tuple[list[dict], list[Future]]] = []
         # After a crash and retry, or when other consumers helped: S3 holds the truth.
         self._collect_processed_elsewhere()
+        # Pages processed before this try started: an earlier try may have left their messages in
+        # flight (received, not deleted); they come back after the visibility timeout.
+        self._sweep_at_end = self._settled_here > 0
         return self._recorder
 
     def _settle(self, page: str, state: PageState | None, **details: Any) -> None:
@@ -175,18 +178,23 @@ class PageMessageSensor(SqsSensor):
                     self._housekeeping(ti)
                 self._give_way_if_alone(ti, now)
             self._finish_all()
+            if not self._pending and self._sweep_at_end:
+                self._sweep(pool)
         recorder.flush()
         if self._pending:
             self.log.info("%d pages of job %s still pending", len(self._pending), self.job_id)
         return not self._pending
 
     def _housekeeping(self, ti: Any) -> None:
-        """While idle: pages processed elsewhere, dead letters, pages the fetch never enqueued."""
-        self._collect_processed_elsewhere()
-        if self._pending:
-            self._account_dead_letters()
-        if self._pending and self._fetch_tasks_finished(ti):
-            self._settle_never_enqueued(ti)
+        """While idle, once every fetch task has ended (before, pages are still on their way, and
+        listing a large job's output every few seconds would cost more than it tells): pages
+        processed elsewhere, dead letters, pages the fetch never enqueued."""
+        if self._fetch_tasks_finished(ti):
+            self._collect_processed_elsewhere()
+            if self._pending:
+                self._account_dead_letters()
+            if self._pending:
+                self._settle_never_enqueued(ti)
         self._recorder.flush(force=False)
 
     def _fetch_tasks_finished(self, ti: Any) -> bool:
@@ -248,6 +256,23 @@ class PageMessageSensor(SqsSensor):
         while self._in_progress and (len(self._in_progress) > BATCHES_AHEAD or not messages):
             self._finish_batch(*self._in_progress.pop(0))
         return bool(messages)
+
+    def _sweep(self, pool: ThreadPoolExecutor) -> None:
+        """Drain the messages an earlier try received but never deleted, rather than leave them to
+        the next job: wait for the queue to be empty, at most its visibility timeout (+5 s). Their
+        pages are processed, so they are only deleted (processing is idempotent)."""
+        sqs = self.hook.conn
+        timeout = sqs.get_queue_attributes(QueueUrl=self.sqs_queue, AttributeNames=["VisibilityTimeout"])
+        deadline = time.monotonic() + int(timeout["Attributes"]["VisibilityTimeout"]) + 5
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        while time.monotonic() < deadline:
+            if self._consume_once(pool):
+                continue
+            counts = sqs.get_queue_attributes(QueueUrl=self.sqs_queue, AttributeNames=names)["Attributes"]
+            if not any(int(counts.get(name, 0)) for name in names):
+                break
+        self._finish_all()
+        self._sweep_at_end = False
 
     def _finish_all(self) -> None:
         while self._in_progress:
