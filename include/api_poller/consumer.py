@@ -32,6 +32,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.sensors.sqs import SqsSensor
 from airflow.sdk import timezone
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from api_poller.fetching import ProgressLog
@@ -112,13 +113,12 @@ class PageMessageSensor(SqsSensor):
                 raise AirflowSkipException(
                     "nothing to process: the plan or the resources step did not succeed"
                 )
-            if time.monotonic() - waiting_since >= self.idle_reschedule_seconds / 2:
-                if not self._count_tis(ti, steps, ACTIVE_TI_STATES):
-                    self.log.info("waiting for the plan, which is not running: rescheduling")
-                    raise AirflowRescheduleException(
-                        timezone.utcnow() + timedelta(seconds=self.poke_interval)
-                    )
+            if _runs_in_process() and time.monotonic() - waiting_since >= self.idle_reschedule_seconds / 2:
                 waiting_since = time.monotonic()
+                done = self._count_tis(ti, steps, ["success"])
+                if not done and not self._count_tis(ti, steps, ACTIVE_TI_STATES):
+                    self.log.info("waiting for the plan, which is not running: rescheduling")
+                    self._reschedule()
             time.sleep(0.25)
         return None
 
@@ -130,7 +130,9 @@ class PageMessageSensor(SqsSensor):
             lambda value: ti.xcom_push(key=STATUS_XCOM_KEY, value=value),
             self.status_flush_seconds,
         )
-        self._s3 = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        # One pooled connection per worker thread (botocore keeps 10 by default).
+        pool = Config(max_pool_connections=self.workers + 4)
+        self._s3 = S3Hook(aws_conn_id=self.aws_conn_id, config=pool).get_conn()
         self._attribute_job_id = safe_job_id(self.job_id)
         self._fetch_tasks = len(plan)
         self._pending = {PageTask.from_dict(page).page_id for entry in plan for page in entry["batch"]}
@@ -227,11 +229,16 @@ class PageMessageSensor(SqsSensor):
                 self._settle(page, PageState.FAILED_TO_COMPLETE, reason=reason)
 
     def _give_way_if_alone(self, ti: Any, now: float) -> None:
-        """Nothing arrives and no fetch task is running (``dag.test`` runs one task at a time; a real
-        scheduler may be short of slots or waiting out a fetch retry): free this slot and come
-        back later rather than block the fetch tasks. After pages were settled here, wait longer
-        first: a new try starts by clearing the statuses this one published (they come back from
-        S3, as pages processed earlier)."""
+        """Under ``dag.test``, which runs one task at a time: nothing arrives and no fetch task is
+        running, so free the process for them and come back later rather than block them. After
+        pages were settled here, wait longer first: a new try starts by clearing the statuses
+        this one published (they come back from S3, as pages processed earlier).
+
+        A real scheduler runs the fetch tasks beside this sensor, which then keeps waiting: a
+        sensor that reschedules itself in poke mode can be failed by the scheduler when its next
+        run starts before the executor reported the previous one (seen on Airflow 3.3)."""
+        if not _runs_in_process():
+            return
         patience = self.idle_reschedule_seconds * (10 if self._settled_here else 1)
         if now - (self._idle_since or now) < patience:
             return
@@ -376,6 +383,16 @@ class PageMessageSensor(SqsSensor):
             return json.loads(note["Body"].read())["error"]
         except (ClientError, ValueError, KeyError):
             return "no error note was left by the consumers"
+
+
+def _runs_in_process() -> bool:
+    """True under ``dag.test()``: tasks run one after another in the caller's process."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+    except ImportError:
+        return False
+    return isinstance(getattr(task_runner, "SUPERVISOR_COMMS", None), InProcessSupervisorComms)
 
 
 def _receives(message: dict) -> int:
