@@ -115,8 +115,9 @@ class PageMessageSensor(SqsSensor):
                 )
             if _runs_in_process() and time.monotonic() - waiting_since >= self.idle_reschedule_seconds / 2:
                 waiting_since = time.monotonic()
+                # Not both done (their XComs may be a moment behind their state) and none running.
                 done = self._count_tis(ti, steps, ["success"])
-                if not done and not self._count_tis(ti, steps, ACTIVE_TI_STATES):
+                if done < len(steps) and not self._count_tis(ti, steps, ACTIVE_TI_STATES):
                     self.log.info("waiting for the plan, which is not running: rescheduling")
                     self._reschedule()
             time.sleep(0.25)
