@@ -36,7 +36,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from api_poller.fetching import ProgressLog
-from api_poller.messaging import PagePointer, batches_of, change_visibility, message_job_id, parse_message
+from api_poller.messaging import (
+    PagePointer,
+    change_visibility,
+    delete_messages,
+    message_job_id,
+    message_page_id,
+    parse_message,
+)
 from api_poller.planning import PageTask
 from api_poller.processing import PageProcessingError, ProcessedPage, delete_raw_pages, process_page
 from api_poller.status import STATUS_XCOM_KEY, PageState, StatusRecorder, merge_page_statuses
@@ -297,11 +304,7 @@ class PageMessageSensor(SqsSensor):
         done = [(m, r) for m, r in zip(messages, outcomes, strict=True) if isinstance(r, ProcessedPage)]
         failed = [m for m, r in zip(messages, outcomes, strict=True) if isinstance(r, str)]
         delete_raw_pages(self._s3, [r.raw for _, r in done if r.raw is not None])
-        for batch in batches_of([m for m, _ in done]):
-            self.hook.conn.delete_message_batch(
-                QueueUrl=self.sqs_queue,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
-            )
+        delete_messages(self.hook.conn, self.sqs_queue, [m for m, _ in done])
         change_visibility(self.hook.conn, self.sqs_queue, failed, self.retry_delay_seconds)
 
     def _process_message(self, message: dict) -> ProcessedPage | str:
@@ -327,7 +330,7 @@ class PageMessageSensor(SqsSensor):
         )
 
     def _record(self, message: dict, result: ProcessedPage | str) -> None:
-        page = message.get("MessageAttributes", {}).get("taskId", {}).get("StringValue", "?")
+        page = message_page_id(message) or "?"
         mine = message_job_id(message) == self._attribute_job_id
         if isinstance(result, ProcessedPage):
             if mine:
@@ -364,7 +367,7 @@ class PageMessageSensor(SqsSensor):
                 break
             seen.extend(batch)
             for message in batch:
-                page = message.get("MessageAttributes", {}).get("taskId", {}).get("StringValue")
+                page = message_page_id(message)
                 if message_job_id(message) == self._attribute_job_id and page in self._pending:
                     reason = (
                         f"dead-lettered after {self.max_receive_count} receives: {self._last_error(page)}"

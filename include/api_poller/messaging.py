@@ -68,9 +68,18 @@ def parse_message(message: Mapping[str, Any]) -> PagePointer:
         raise ValueError(f"not a page message: {exc}") from exc
 
 
+def _attribute(message: Mapping[str, Any], name: str) -> str | None:
+    return message.get("MessageAttributes", {}).get(name, {}).get("StringValue")
+
+
 def message_job_id(message: Mapping[str, Any]) -> str | None:
-    attribute = message.get("MessageAttributes", {}).get("jobId", {})
-    return attribute.get("StringValue")
+    """The (sanitized) job id a message carries as its ``jobId`` attribute."""
+    return _attribute(message, "jobId")
+
+
+def message_page_id(message: Mapping[str, Any]) -> str | None:
+    """The page id a message carries as its ``taskId`` attribute."""
+    return _attribute(message, "taskId")
 
 
 SQS_BATCH = 10
@@ -167,6 +176,15 @@ class PageAnnouncer:
             self._launch()
         while self._sending:
             await asyncio.gather(*list(self._sending))
+
+
+def delete_messages(sqs_client: Any, queue_url: str, messages: list[dict]) -> None:
+    """Delete received messages, 10 per call."""
+    for batch in batches_of(messages):
+        sqs_client.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
 
 
 def change_visibility(sqs_client: Any, queue_url: str, messages: list[dict], seconds: int) -> None:

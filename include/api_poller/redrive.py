@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any
 
-from api_poller.messaging import change_visibility, message_job_id
+from api_poller.messaging import change_visibility, delete_messages, message_job_id, message_page_id
 from api_poller.storage import safe_job_id
 
 CONSUMER_TASK = "process.consume_page_messages"
@@ -51,11 +51,8 @@ def redrive_dead_letters(
             ],
         )
         # Delete from the DLQ only once the copy is in the processing queue: nothing is lost.
-        sqs_client.delete_message_batch(
-            QueueUrl=dead_letter_queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ours)],
-        )
-        moved += [m["MessageAttributes"]["taskId"]["StringValue"] for m in ours]
+        delete_messages(sqs_client, dead_letter_queue_url, ours)
+        moved += [message_page_id(m) for m in ours]
     change_visibility(sqs_client, dead_letter_queue_url, others, 0)
     return sorted(moved)
 

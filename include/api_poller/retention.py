@@ -553,14 +553,13 @@ def remove_expired_raw_payloads(
 
 def _dead_letter_page(message: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
     """(job id, page id, raw key) of a dead letter: from its body, else its attributes."""
-    from api_poller.messaging import message_job_id, parse_message
+    from api_poller.messaging import message_job_id, message_page_id, parse_message
 
     try:
         pointer = parse_message(message)
         return pointer.job_id, pointer.page_id, pointer.key
     except ValueError:
-        page = message.get("MessageAttributes", {}).get("taskId", {}).get("StringValue")
-        return message_job_id(message), page, None
+        return message_job_id(message), message_page_id(message), None
 
 
 def expiring_dead_letters(
