@@ -15,8 +15,8 @@ Like the seed's Lambda, every consumer processes whatever message it receives, w
 belongs to: handing another job's message back would count as a receive and could dead-letter a
 healthy page. Processing is idempotent and lands at a deterministic key, so each job learns about
 pages another consumer processed from S3 (the processed object is the proof), and about failures
-from the error note written next to the raw page. The sensor succeeds once every enqueued page of
-its job is processed or dead-lettered, and times out (a setting) otherwise.
+from the error note written next to the raw page. The sensor succeeds once every page of its job
+is settled, and times out (a setting) otherwise.
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ class PageMessageSensor(SqsSensor):
         self._idle_since: float | None = None
         self._last_housekeeping = float("-inf")
         self._fetch_finished = False
+        self._fetch_outcomes_read = False
         self._in_progress: list[tuple[list[dict], list[Future]]] = []
         # After a crash and retry, or when other consumers helped: S3 holds the truth.
         self._collect_processed_elsewhere()
@@ -187,7 +188,7 @@ class PageMessageSensor(SqsSensor):
                     self._last_housekeeping = now
                     self._housekeeping(ti)
                 self._give_way_if_alone(ti, now)
-            self._finish_all()
+            self._finish_batches(keep=0)
             if not self._pending and self._sweep_at_end:
                 self._sweep(pool)
         recorder.flush()
@@ -200,11 +201,13 @@ class PageMessageSensor(SqsSensor):
         listing a large job's output every few seconds would cost more than it tells): pages
         processed elsewhere, dead letters, pages the fetch never enqueued."""
         if self._fetch_tasks_finished(ti):
-            self._collect_processed_elsewhere()
+            if not self._fetch_outcomes_read:  # final once the fetch tasks ended: read them once
+                self._settle_never_enqueued(ti)
+                self._fetch_outcomes_read = True
+            if self._pending:
+                self._collect_processed_elsewhere()
             if self._pending:
                 self._account_dead_letters()
-            if self._pending:
-                self._settle_never_enqueued(ti)
         self._recorder.flush(force=False)
 
     def _fetch_tasks_finished(self, ti: Any) -> bool:
@@ -268,8 +271,7 @@ class PageMessageSensor(SqsSensor):
         messages = response.get("Messages", [])
         if messages:
             self._in_progress.append((messages, [pool.submit(self._process_message, m) for m in messages]))
-        while self._in_progress and (len(self._in_progress) > BATCHES_AHEAD or not messages):
-            self._finish_batch(*self._in_progress.pop(0))
+        self._finish_batches(keep=BATCHES_AHEAD if messages else 0)
         return bool(messages)
 
     def _sweep(self, pool: ThreadPoolExecutor) -> None:
@@ -286,11 +288,12 @@ class PageMessageSensor(SqsSensor):
             counts = sqs.get_queue_attributes(QueueUrl=self.sqs_queue, AttributeNames=names)["Attributes"]
             if not any(int(counts.get(name, 0)) for name in names):
                 break
-        self._finish_all()
+        self._finish_batches(keep=0)
         self._sweep_at_end = False
 
-    def _finish_all(self) -> None:
-        while self._in_progress:
+    def _finish_batches(self, keep: int) -> None:
+        """Settle the oldest received batches until at most ``keep`` are left in progress."""
+        while len(self._in_progress) > keep:
             self._finish_batch(*self._in_progress.pop(0))
 
     def _finish_batch(self, messages: list[dict], futures: list[Future]) -> None:
@@ -314,7 +317,7 @@ class PageMessageSensor(SqsSensor):
         except ValueError as exc:
             return str(exc)
         try:
-            return process_page(self._s3, pointer, self.processed_bucket, delete_raw=False)
+            return process_page(self._s3, pointer, self.processed_bucket)
         except (PageProcessingError, ClientError) as exc:
             self._leave_error_note(pointer, message, str(exc))
             return str(exc)

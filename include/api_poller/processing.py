@@ -24,8 +24,8 @@ class ProcessedPage:
     page_id: str
     key: str
     records: int
-    already_processed: bool = False
-    # The raw object still to delete (when the caller deletes raw pages in batches), else None.
+    # The raw object (bucket, key) to delete now that its records are written (see
+    # delete_raw_pages); None when an earlier delivery already processed the page.
     raw: tuple[str, str] | None = None
 
 
@@ -46,11 +46,9 @@ def _is_missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
 
 
-def process_page(
-    s3_client: Any, pointer: PagePointer, processed_bucket: str, delete_raw: bool = True
-) -> ProcessedPage:
-    """Write the page's records to its processed key, then delete the raw object (as the seed does);
-    with ``delete_raw=False`` the caller deletes it (see ``delete_raw_pages``), after the write.
+def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) -> ProcessedPage:
+    """Write the page's records to its processed key. The raw object is deleted afterwards, as the
+    seed does, by the caller: ``delete_raw_pages`` deletes a whole batch's in one call.
 
     Safe to repeat: SQS delivers at least once, so a message seen again after its raw object was
     already consumed is recognised by the processed object and changes nothing.
@@ -68,7 +66,7 @@ def process_page(
                 raise PageProcessingError(f"{pointer.page_id}: raw object {pointer.key} is gone") from None
             raise
         records = int(head.get("Metadata", {}).get("records", 0))
-        return ProcessedPage(pointer.page_id, target, records, already_processed=True)
+        return ProcessedPage(pointer.page_id, target, records)
     try:
         document = json.loads(raw)
     except ValueError:
@@ -81,9 +79,6 @@ def process_page(
         ContentType="application/x-ndjson",
         Metadata={"records": str(records), "job-id": pointer.job_id},
     )
-    if delete_raw:
-        s3_client.delete_object(Bucket=pointer.bucket, Key=pointer.key)
-        return ProcessedPage(pointer.page_id, target, records)
     return ProcessedPage(pointer.page_id, target, records, raw=(pointer.bucket, pointer.key))
 
 
