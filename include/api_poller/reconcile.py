@@ -94,19 +94,18 @@ def reconcile_output(
 
 
 def reconcile_job(
-    settings: Any, ti: Any, s3_client: Any, statuses: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any] | None:
-    """Reconcile the run's job: the plan from XCom, ``statuses`` merged, the output from S3."""
-    job = ti.xcom_pull(task_ids="plan", key="job")
-    batches = ti.xcom_pull(task_ids="plan")
-    if not job or not batches:
-        return None
-    pages = [PageTask.from_dict(page) for entry in batches for page in entry["batch"]]
+    settings: Any,
+    job: Mapping[str, Any],
+    plan: list[Mapping[str, Any]],
+    s3_client: Any,
+    statuses: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Reconcile a job: its plan step's ``job`` and return value, merged ``statuses``, S3 output."""
     return reconcile_output(
         s3_client=s3_client,
         processed_bucket=settings.processed_bucket,
-        job_id=ti.run_id,
-        pages=pages,
+        job_id=job["job_id"],
+        pages=[PageTask.from_dict(page) for entry in plan for page in entry["batch"]],
         total_records=job["total_records"],
         statuses=statuses,
         read_output=settings.reconcile == "full",

@@ -72,17 +72,18 @@ def report_job(settings: Any, ti: Any, s3_client: Any) -> dict[str, Any]:
     from api_poller.reconcile import reconcile_job
 
     job = ti.xcom_pull(task_ids="plan", key="job")
-    if not job:
+    plan = ti.xcom_pull(task_ids="plan")
+    if not job or not plan:
         raise NothingToReport("the plan step failed (see its log), so nothing was fetched")
-    statuses = published_statuses(ti)
-    reconciliation = reconcile_job(settings, ti, s3_client, merge_page_statuses(statuses))
+    latest = merge_page_statuses(published_statuses(ti))  # merged once, for both uses
+    reconciliation = reconcile_job(settings, job, plan, s3_client, latest)
     ti.xcom_push(key="reconciliation", value=reconciliation)
     summary = job_summary(
         job_id=ti.run_id,
         total_pages=job["total_pages"],
         total_records=job["total_records"],
         processed_bucket=settings.processed_bucket,
-        published_statuses=statuses,
+        published_statuses=[latest],
         reconciliation=reconciliation,
     )
     ti.xcom_push(key="summary", value=summary)
