@@ -40,7 +40,6 @@ PLUGIN_NAME = "api_poller"
 PAGE_ROUTE = "api-poller-jobs"
 PAGE_TITLE = "API poller jobs"
 NAV_NAME = "API poller"  # the entry in Airflow's navigation (longer names are cut there)
-PLAN_TASK_ID = "plan"
 PENDING = "Pending"  # a planned page no task has touched yet
 ACTIVE_RUN_STATES = ("queued", "running")
 MAX_PAGE_SIZE = 1_000_000
@@ -163,16 +162,12 @@ def _int_or_none(value: Any) -> int | None:
 
 def planned_pages(plan_output: Any) -> dict[str, dict[str, Any]]:
     """Page id -> StartAt, Count and fetch map index, from the plan task's return value."""
-    from api_poller.planning import page_id
+    from api_poller.planning import PageTask
 
     pages: dict[str, dict[str, Any]] = {}
     for map_index, entry in enumerate(plan_output if isinstance(plan_output, list) else []):
-        for page in (entry or {}).get("batch", []):
-            pages[page_id(int(page["page"]))] = {
-                "StartAt": page.get("start_at"),
-                "Count": page.get("count"),
-                "FetchMapIndex": map_index,
-            }
+        for page in map(PageTask.from_dict, (entry or {}).get("batch", [])):
+            pages[page.page_id] = {"StartAt": page.start_at, "Count": page.count, "FetchMapIndex": map_index}
     return pages
 
 
@@ -255,7 +250,6 @@ def create_app():
     from airflow.exceptions import ParamValidationError
     from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
-    from airflow.models.xcom import XComModel
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
     from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
@@ -267,7 +261,7 @@ def create_app():
     from sqlalchemy.orm import Session
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from api_poller.progress import load_job_progress, load_page_statuses
+    from api_poller.progress import load_job_progress, load_page_statuses, load_plan
     from api_poller.retention import has_status, job_expired
     from api_poller.settings import load_settings
 
@@ -297,21 +291,9 @@ def create_app():
             )
         return run
 
-    def plan_output(job_id: str, session: Session) -> Any:
-        """The plan task's return value: one entry per fetch task (its pages), in map index order."""
-        row = session.execute(
-            select(XComModel.value).where(
-                XComModel.dag_id == DAG_ID,
-                XComModel.run_id == job_id,
-                XComModel.task_id == PLAN_TASK_ID,
-                XComModel.key == "return_value",
-            )
-        ).first()
-        return XComModel.deserialize_value(row) if row else None
-
-    def expired(run: DagRun, progress: Mapping[str, int], session: Session) -> str | None:
+    def expired(run: DagRun, total_pages: int, session: Session) -> str | None:
         """Why a finished job has no status left (purged by the retention), else None."""
-        if progress["Total"] or run.end_date is None:
+        if total_pages or run.end_date is None:
             return None  # planned, so its status is there; or still running
         return job_expired(
             run.run_id,
@@ -323,7 +305,7 @@ def create_app():
     def progress_of(run: DagRun, session: Session, *, gone_if_expired: bool = False) -> JobProgress:
         state = run.state
         progress = load_job_progress(DAG_ID, run.run_id, session)
-        why_expired = expired(run, progress, session)
+        why_expired = expired(run, progress["Total"], session)
         if why_expired and gone_if_expired:
             raise HTTPException(status.HTTP_410_GONE, why_expired)
         return JobProgress(
@@ -459,8 +441,9 @@ def create_app():
     )
     def get_job_pages(job_id: str, session: SessionDep):
         run = get_run(job_id, session)
-        progress_of(run, session, gone_if_expired=True)
-        planned = planned_pages(plan_output(job_id, session))
+        planned = planned_pages(load_plan(DAG_ID, job_id, session))
+        if why_expired := expired(run, len(planned), session):
+            raise HTTPException(status.HTTP_410_GONE, why_expired)
         settings = load_settings()
         pages = page_details(
             job_id,

@@ -35,6 +35,12 @@ def load_page_statuses(dag_id: str, run_id: str, session: Any = None) -> dict[st
     return merge_page_statuses(_xcom_values(dag_id, run_id, STATUS_XCOM_KEY, session))
 
 
+def load_plan(dag_id: str, run_id: str, session: Any) -> Any:
+    """The plan task's return value (one entry per fetch task, its pages), or None before it."""
+    values = _xcom_values(dag_id, run_id, "return_value", session, task_id=PLAN_TASK_ID)
+    return values[0] if values else None
+
+
 def load_job_progress(dag_id: str, run_id: str, session: Any = None) -> dict[str, int]:
     """The seed's progress document for one job (DAG run); Total is 0 until the plan is made."""
     if session is None:
