@@ -113,7 +113,6 @@ class AirflowServer:
     # Celery only: the broker, this Airflow's key prefix on it, its task queue and worker count.
     celery_broker_url: str | None = None
     celery_key_prefix: str | None = None
-    celery_queue: str | None = None
     celery_workers: int = 0
     _token: str | None = None
 
@@ -158,7 +157,7 @@ class AirflowServer:
         return run["dag_run_id"]
 
     def run_state(self, dag_id: str, run_id: str) -> str:
-        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+        return self.dag_run(dag_id, run_id)["state"]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0, poll: float = 0.5) -> str:
         """Poll the run until it ends. A poll the busy api-server does not answer in time (it also
@@ -168,9 +167,10 @@ class AirflowServer:
         while True:
             try:
                 state = self.run_state(dag_id, run_id)
-            except (TimeoutError, ConnectionError, urllib.error.URLError) as error:
-                if isinstance(error, urllib.error.HTTPError):
-                    raise
+            except urllib.error.HTTPError:
+                raise  # an answer, not a busy server
+            except (TimeoutError, ConnectionError, urllib.error.URLError):
+                pass
             if state in FINAL_RUN_STATES:
                 return state
             if time.monotonic() > deadline:
@@ -188,9 +188,7 @@ class AirflowServer:
         """Wait for the api-server to answer; fail at once, with its log, if a component exits."""
         deadline = time.monotonic() + timeout
         while True:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({process.returncode}):\n{self.log(name)[-3000:]}")
+            self._raise_if_exited()
             try:
                 wait_for_http(f"{self.base_url}/api/v2/monitor/health", timeout=2)
                 return
@@ -200,6 +198,12 @@ class AirflowServer:
                         f"Airflow did not answer within {timeout:.0f}s; api-server log:\n"
                         + self.log("api-server")[-3000:]
                     ) from None
+
+    def _raise_if_exited(self, prefix: str = "") -> None:
+        """Fail at once, with its log, if one of the components (named ``prefix...``) has exited."""
+        for name, process in self.processes.items():
+            if name.startswith(prefix) and process.poll() is not None:
+                raise RuntimeError(f"{name} exited ({process.returncode}):\n{self.log(name)[-3000:]}")
 
     def celery_worker_nodes(self, timeout: float = 1.0) -> list[str]:
         """Node names of the Celery workers answering a ping on this Airflow's broker namespace."""
@@ -218,9 +222,7 @@ class AirflowServer:
         """Wait until every started Celery worker answers; returns their node names."""
         deadline = time.monotonic() + timeout
         while len(nodes := self.celery_worker_nodes()) < self.celery_workers:
-            for name, process in self.processes.items():
-                if name.startswith("celery-worker") and process.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({process.returncode}):\n{self.log(name)[-3000:]}")
+            self._raise_if_exited("celery-worker")
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{len(nodes)} of {self.celery_workers} Celery workers up after {timeout:.0f}s"
@@ -353,7 +355,6 @@ def running_airflow(
     if celery:
         server.celery_broker_url = redis_url
         server.celery_key_prefix = f"{namespace}:"
-        server.celery_queue = namespace
         server.celery_workers = celery_workers
     with ExitStack() as stack:
         if celery:
