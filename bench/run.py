@@ -161,6 +161,7 @@ def run_json_subprocess(command: list[str], log_path: Path, timeout: float, env:
 # their LocalExecutor worker's, which lives as long as the scheduler).
 CPU_COMPONENTS = (
     ("moto", "moto_server"),
+    ("moto", "moto.server"),  # --stock-moto
     ("simulator", "api_poller.simulator"),
     ("Airflow tasks (LocalExecutor workers + task processes)", "worker -- "),
     ("Airflow api-server", "api_server"),
@@ -169,11 +170,12 @@ CPU_COMPONENTS = (
     ("Airflow dag-processor", "dag-processor"),
     ("Airflow dag-processor", "dag_processor"),
     ("Airflow triggerer", "triggerer"),
-    ("asyncio script", "baseline_asyncio"),
-    ("dlt", "dlt_source"),
     ("PostgreSQL", "postgres"),
     ("this benchmark", "bench/run.py"),
 )
+
+
+MEASURED_SCRIPTS = "the measured script (asyncio or dlt)"
 
 
 def cpu_snapshot() -> dict[str, Any]:
@@ -185,8 +187,14 @@ def cpu_snapshot() -> dict[str, Any]:
             title = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             component = next((name for name, needle in CPU_COMPONENTS if needle in title), None)
             if component:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                per_pid[int(stat.parent.name)] = (component, sum(int(f) for f in fields[11:15]) / tick)
+                pid = int(stat.parent.name)
+                fields = [int(f) for f in stat.read_text().rsplit(")", 1)[1].split()[11:15]]
+                if pid == os.getpid():
+                    # The measuring scripts are this process's children: their CPU is theirs.
+                    per_pid[pid] = (component, sum(fields[:2]) / tick)
+                    per_pid[-pid] = (MEASURED_SCRIPTS, sum(fields[2:]) / tick)
+                else:
+                    per_pid[pid] = (component, sum(fields) / tick)
     busy = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = busy[3] + busy[4]
     return {"pids": per_pid, "busy_s": (sum(busy) - idle) / tick}
@@ -211,24 +219,17 @@ def cpu_used(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 def _children(pid: int) -> list[int]:
     """Child PIDs: from /proc/PID/task/*/children (cheap: the sampler must not load the machine it
-    measures), else with psutil, else by scanning /proc."""
+    measures), else with psutil."""
     with contextlib.suppress(OSError, ValueError):
         return [
             int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()
         ]
-    try:
-        import psutil
+    import psutil  # in the project's lock
 
+    try:
         return [child.pid for child in psutil.Process(pid).children()]
-    except ImportError:
-        pass
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                children.append(int(stat.parent.name))
-    return children
+    except psutil.Error:  # the process is gone: no children (never stop the sampler)
+        return []
 
 
 def _rss_and_title(pid: int) -> tuple[int, str]:
@@ -377,32 +378,30 @@ def summarize_profile(path: Path, top: int = 8) -> dict[str, Any]:
 # -- the systems --------------------------------------------------------------------------------
 
 
-def run_asyncio(url: str, endpoint: str, pages: int, args: argparse.Namespace, work: Path) -> dict:
-    command = [sys.executable, str(BENCH / "baseline_asyncio.py"), "--url", url]
-    command += ["--endpoint", endpoint, "--concurrency", str(args.concurrency)]
-    result = run_json_subprocess(command, work / "asyncio.log", run_timeout(pages))
-    ok = result["exit_code"] == 0 and result["saved"] == pages
+def run_script(command: list[str], log_path: Path, timeout: float, *, done: str, expected: int) -> dict:
+    """A measuring script's run: successful when it exited 0 with ``expected`` ``done`` items."""
+    result = run_json_subprocess(command, log_path, timeout)
+    ok = result["exit_code"] == 0 and result[done] == expected
     return {
         "wall_s": result["wall_s"],
-        "status": "success" if ok else f"failed ({result['failed']} pages)",
+        "status": "success" if ok else f"failed ({result[done]} of {expected} {done})",
         "peak_rss_mb": result["peak_rss_mb"],
         "peak_rss_what": "the script's process",
         "details": result,
     }
 
 
+def run_asyncio(url: str, endpoint: str, pages: int, args: argparse.Namespace, work: Path) -> dict:
+    command = [sys.executable, str(BENCH / "baseline_asyncio.py"), "--url", url]
+    command += ["--endpoint", endpoint, "--concurrency", str(args.concurrency)]
+    return run_script(command, work / "asyncio.log", run_timeout(pages), done="saved", expected=pages)
+
+
 def run_dlt(dlt_python: Path, base_url: str, pages: int, work: Path) -> dict:
     command = [str(dlt_python), str(BENCH / "dlt_source.py"), "--base-url", base_url]
     command += ["--page-size", str(PAGE_SIZE), "--workdir", str(work / "dlt")]
-    result = run_json_subprocess(command, work / "dlt.log", run_timeout(pages) * 4)
-    ok = result["exit_code"] == 0 and result["rows"] == pages * PAGE_SIZE
-    return {
-        "wall_s": result["wall_s"],
-        "status": "success" if ok else f"failed ({result['rows']} rows)",
-        "peak_rss_mb": result["peak_rss_mb"],
-        "peak_rss_what": "the dlt process",
-        "details": result,
-    }
+    timeout = run_timeout(pages) * 4
+    return run_script(command, work / "dlt.log", timeout, done="rows", expected=pages * PAGE_SIZE)
 
 
 def _relative(stamp: str | None, origin: datetime) -> float | None:
