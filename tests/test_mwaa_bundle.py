@@ -180,13 +180,9 @@ def test_the_bundle_imports_only_what_mwaa_ships(bundle: Path) -> None:
     """Nothing is added to requirements.txt because every third-party import ships with MWAA."""
     with zipfile.ZipFile(bundle / "plugins.zip") as archive:
         plugin_modules = {Path(name).stem for name in archive.namelist() if name.endswith(".py")}
-    found = third_party_imports([bundle / "dags"], local={PACKAGE, *plugin_modules})
-    plugins_dir = ROOT / "plugins"
-    found_in_plugins = third_party_imports([plugins_dir], local={PACKAGE, *plugin_modules})
+    found = third_party_imports([bundle / "dags", ROOT / "plugins"], local={PACKAGE, *plugin_modules})
     unexpected = {
-        module: sorted(files)
-        for module, files in {**found, **found_in_plugins}.items()
-        if module not in MWAA_PROVIDED_MODULES
+        module: sorted(files) for module, files in found.items() if module not in MWAA_PROVIDED_MODULES
     }
     assert not unexpected, f"imports MWAA does not ship (add them to EXTRA_REQUIREMENTS): {unexpected}"
 

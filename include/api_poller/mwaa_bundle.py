@@ -150,7 +150,6 @@ def write_plugins_zip(project: Path, target: Path) -> list[str]:
 
 
 def requirements_text(
-    extra: Sequence[str] = EXTRA_REQUIREMENTS,
     airflow_version: str = MWAA_AIRFLOW_VERSION,
     python_version: str = MWAA_PYTHON_VERSION,
 ) -> str:
@@ -159,7 +158,7 @@ def requirements_text(
         f"# Amazon MWAA {airflow_version} (Python {python_version}) already ships every package",
         "# the api_poller DAG and plugin import (Airflow, the Amazon and HTTP providers and their",
         "# dependencies), so nothing else is installed. Add extra packages below this line.",
-        *extra,
+        *EXTRA_REQUIREMENTS,
     ]
     return "\n".join(lines) + "\n"
 
@@ -187,15 +186,18 @@ def startup_script_text(overrides: Mapping[str, str] | None = None) -> str:
             value = f"<{name.replace('_', '-')}>"
         else:
             value = MWAA_SETTING_DEFAULTS.get(name, _render(getattr(defaults, name)))
-        lines.append(f"export {ENV_PREFIX}{name.upper()}={shlex.quote(value)}")
-    for name, value in sorted(overrides.items()):
-        lines.append(f"export {ENV_PREFIX}{name.upper()}={shlex.quote(value)}")
+        lines.append(_export(name, value))
+    lines += [_export(name, value) for name, value in sorted(overrides.items())]
     lines += ["", "# Other settings (defaults shown; see README.md's settings table):"]
     for field in fields(PollerSettings):
         if field.name not in EXPORTED_SETTINGS and field.name not in overrides:
             default = _render(getattr(defaults, field.name))
-            lines.append(f"# export {ENV_PREFIX}{field.name.upper()}={shlex.quote(default)}")
+            lines.append("# " + _export(field.name, default))
     return "\n".join(lines) + "\n"
+
+
+def _export(name: str, value: str) -> str:
+    return f"export {ENV_PREFIX}{name.upper()}={shlex.quote(value)}"
 
 
 def _render(value: object) -> str:
