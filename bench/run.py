@@ -488,8 +488,12 @@ def run_airflow(
     state, last_report = "queued", started
     try:
         while True:
-            with contextlib.suppress(TimeoutError, ConnectionError, urllib.error.URLError):
+            try:
                 state = airflow.run_state(DAG_ID, run_id)
+            except urllib.error.HTTPError:
+                raise  # an answer (401, 404, ...): waiting would not change it
+            except (TimeoutError, ConnectionError, urllib.error.URLError):
+                pass  # a busy api-server: poll again
             now = time.monotonic()
             if state in ("success", "failed"):
                 break
