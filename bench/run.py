@@ -110,7 +110,7 @@ def reset_moto(endpoint: str) -> None:
 @contextlib.contextmanager
 def moto(work: Path, stock: bool) -> Iterator[str]:
     """moto's server on 127.0.0.1: with bench/moto_server.py's SQS fixes unless ``stock``."""
-    from api_poller.local_stack import background_process, free_port, moto_server, wait_for_http
+    from api_poller_dev.local_stack import background_process, free_port, moto_server, wait_for_http
 
     if stock:
         with moto_server(work) as endpoint:
@@ -162,7 +162,7 @@ def run_json_subprocess(command: list[str], log_path: Path, timeout: float, env:
 CPU_COMPONENTS = (
     ("moto", "moto_server"),
     ("moto", "moto.server"),  # --stock-moto
-    ("simulator", "api_poller.simulator"),
+    ("simulator", "api_poller_dev.simulator"),
     ("Airflow tasks (LocalExecutor workers + task processes)", "worker -- "),
     ("Airflow api-server", "api_server"),
     ("Airflow api-server", "api-server"),
@@ -760,8 +760,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def airflow_stack(
     name: str, work: Path, endpoint: str, args: argparse.Namespace, env: dict[str, str]
 ) -> Iterator[Any]:
-    from api_poller.local_airflow import running_airflow, scratch_postgres_database
-    from api_poller.local_stack import aws_connection
+    from api_poller_dev.local_airflow import running_airflow, scratch_postgres_database
+    from api_poller_dev.local_stack import aws_connection
 
     with (
         scratch_postgres_database("api_poller_bench") as database_url,
@@ -779,7 +779,7 @@ def airflow_stack(
 
 def warm_up(airflow: Any, endpoint: str, work: Path) -> None:
     """One small unmeasured run, so the first measured one does not pay for cold caches."""
-    from api_poller.local_stack import simulator_server
+    from api_poller_dev.local_stack import simulator_server
 
     reset_moto(endpoint)
     with simulator_server(
@@ -796,12 +796,12 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _main_venv()
-    sys.path.insert(0, str(ROOT / "include"))
+    sys.path[:0] = [str(ROOT / "include"), str(ROOT / "devtools")]
     args = parse_args(argv)
     global TIMEOUT_FACTOR
     TIMEOUT_FACTOR = args.timeout_factor
-    from api_poller.local_airflow import postgres_reachable
-    from api_poller.local_stack import simulator_server
+    from api_poller_dev.local_airflow import postgres_reachable
+    from api_poller_dev.local_stack import simulator_server
 
     # SIGTERM (e.g. a timeout around this command) unwinds like Ctrl-C: every server is stopped.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, TaskGroup, dag, get_current_context, task
 
-from api_poller.consumer import PageMessageSensor
-from api_poller.job import MAX_CONCURRENCY, MAX_FETCH_TASKS
+from api_poller import names
+from api_poller.adapters.sensor import PageMessageSensor
+from api_poller.core.job_request import MAX_CONCURRENCY, MAX_FETCH_TASKS
 from api_poller.settings import load_settings
 
 settings = load_settings()
@@ -36,16 +37,16 @@ def _aws_clients():
 
 
 def _status_recorder():
-    from api_poller.status import STATUS_XCOM_KEY, StatusRecorder
+    from api_poller.core.lifecycle import StatusRecorder
 
     ti = get_current_context()["ti"]
     return StatusRecorder(
-        lambda value: ti.xcom_push(key=STATUS_XCOM_KEY, value=value), settings.status_flush_seconds
+        lambda value: ti.xcom_push(key=names.STATUS_KEY, value=value), settings.status_flush_seconds
     )
 
 
 @dag(
-    dag_id="api_poller",
+    dag_id=names.POLLER_DAG_ID,
     schedule=settings.schedule or None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -88,21 +89,21 @@ def _status_recorder():
     },
 )
 def api_poller():
-    @task
+    @task(task_id=names.PREPARE_RESOURCES_TASK)
     def prepare_resources() -> dict[str, str]:
         """Make sure the buckets and queues exist (creating them when allowed) and find the queue URLs."""
-        from api_poller.aws_resources import ensure_resources
+        from api_poller.aws.resources import ensure_resources
 
         s3, sqs = _aws_clients()
         return ensure_resources(s3, sqs, settings, create=settings.create_resources)
 
-    @task
+    @task(task_id=names.PLAN_TASK)
     def plan() -> list[dict]:
         """Read the API's metadata, validate it and plan the pages: one entry per fetch task."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from api_poller.errors import PollerError
-        from api_poller.job import plan_job
+        from api_poller.core.errors import PollerError
+        from api_poller.pipeline.plan import plan_job
 
         context = get_current_context()
         try:
@@ -112,18 +113,18 @@ def api_poller():
             raise AirflowFailException(f"cannot plan the job: {exc}") from exc
         batches = job.pop("batches")
         shares = job.pop("concurrency_shares")
-        context["ti"].xcom_push(key="job", value=job)
-        context["ti"].xcom_push(key="total_pages", value=job["total_pages"])
+        context["ti"].xcom_push(key=names.JOB_KEY, value=job)
+        context["ti"].xcom_push(key=names.TOTAL_PAGES_KEY, value=job["total_pages"])
         return [
             {"batch": batch, "url": job["url"], "concurrency_per_task": share}
             for batch, share in zip(batches, shares, strict=True)
         ]
 
-    @task(map_index_template="{{ page_range }}", pool=settings.fetch_pool or None)
+    @task(task_id=names.FETCH_TASK, map_index_template="{{ page_range }}", pool=settings.fetch_pool or None)
     def fetch_pages(batch: list[dict], url: str, concurrency_per_task: int, queue_url: str) -> dict:
         """Fetch this batch of pages concurrently into the raw bucket; enqueue each page saved."""
-        from api_poller.fetching import fetch_batch
-        from api_poller.planning import PageTask
+        from api_poller.core.planning import PageTask
+        from api_poller.pipeline.fetch import fetch_batch
 
         context = get_current_context()
         pages = [PageTask.from_dict(page) for page in batch]
@@ -134,13 +135,13 @@ def api_poller():
             s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=_status_recorder(),
         )  # fmt: skip
 
-    @task(trigger_rule="all_done")
+    @task(task_id=names.REPORT_TASK, trigger_rule="all_done")
     def report() -> dict:
         """Reconcile the output with the plan and summarize the job from every task's page
         statuses; fail the run if records are missing."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from api_poller.report import IncompleteJob, NothingToReport, report_job
+        from api_poller.pipeline.report import IncompleteJob, NothingToReport, report_job
 
         s3, _ = _aws_clients()
         try:
@@ -154,11 +155,11 @@ def api_poller():
     job = plan()
     fetched = fetch_pages.partial(queue_url=resources["queue_url"]).expand_kwargs(job)
 
-    with TaskGroup("process", tooltip="Consume the job's SQS messages and process each page"):
+    with TaskGroup(names.PROCESS_GROUP, tooltip="Consume the job's SQS messages and process each page"):
         # Downstream of the fetch tasks (clearing one reruns it) but with trigger rule "always": it
         # starts at once, waits for the plan and queue URLs, and processes pages as they are enqueued.
         consumed = PageMessageSensor(
-            task_id="consume_page_messages",
+            task_id=names.CONSUME_TASK,
             aws_conn_id=settings.aws_conn_id,
             job_id="{{ run_id }}",
             processed_bucket=settings.processed_bucket,

@@ -1,6 +1,6 @@
 """api_poller_maintenance: retention of the poller's job status, raw leftovers and dead letters.
 
-Three independent tasks, daily. The logic lives in ``api_poller.retention``; this file wires it up.
+Three independent tasks, daily. The logic lives in ``api_poller.operations.retention``; this file wires it up.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from api_poller import names
 from api_poller.settings import load_settings
 
 settings = load_settings()
@@ -42,7 +43,7 @@ def _run_options() -> tuple[datetime, float, bool]:
 
 
 @dag(
-    dag_id="api_poller_maintenance",
+    dag_id=names.MAINTENANCE_DAG_ID,
     schedule="@daily",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -73,7 +74,7 @@ def api_poller_maintenance():
     @task
     def purge_expired_status() -> dict:
         """Purge the XComs of api_poller runs that ended before the retention (airflow db clean)."""
-        from api_poller.retention import purge_status_from_task
+        from api_poller.operations.retention import purge_status_from_task
 
         as_of, retention_days, dry_run = _run_options()
         return purge_status_from_task(settings, as_of=as_of, retention_days=retention_days, dry_run=dry_run)
@@ -84,7 +85,7 @@ def api_poller_maintenance():
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from api_poller.retention import remove_expired_raw_payloads
+        from api_poller.operations.retention import remove_expired_raw_payloads
 
         as_of, retention_days, dry_run = _run_options()
         s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
@@ -101,7 +102,7 @@ def api_poller_maintenance():
         from airflow.providers.amazon.aws.hooks.sqs import SqsHook
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from api_poller.retention import expiring_dead_letters
+        from api_poller.operations.retention import expiring_dead_letters
 
         as_of, _, _ = _run_options()
         sqs = SqsHook(aws_conn_id=settings.aws_conn_id).conn

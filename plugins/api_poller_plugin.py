@@ -3,7 +3,7 @@
 * ``/api-poller/jobs...``: start jobs and read their progress (see ``docs/jobs-api.md``);
 * ``/api-poller/``: the progress page, listed in Airflow's navigation as "API poller".
 
-The routes live in ``api_poller.jobs_api`` (``include/`` must be importable, as it is for the DAG).
+The routes live in ``api_poller.jobs_api.app`` (``include/`` must be importable, as it is for the DAG).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from airflow.plugins_manager import AirflowPlugin
 
-from api_poller.jobs_api import NAV_NAME, PAGE_ROUTE, PAGE_TITLE, PLUGIN_NAME, URL_PREFIX
+from api_poller.jobs_api.app import NAV_NAME, PAGE_ROUTE, PAGE_TITLE, PLUGIN_NAME, URL_PREFIX
 
 # A progress-bar icon for the navigation (no request needed).
 ICON = (
@@ -35,7 +35,7 @@ def _base_path() -> str:
 def _jobs_app():
     # Built on first use: every Airflow process that loads plugins (task runners included)
     # imports this module, but only the api-server mounts the app.
-    from api_poller.jobs_api import create_app
+    from api_poller.jobs_api.app import create_app
 
     return create_app()
 

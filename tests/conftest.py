@@ -46,7 +46,7 @@ os.environ.update(
     }
 )
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")])
+    filter(None, [str(ROOT / "include"), str(ROOT / "devtools"), os.environ.get("PYTHONPATH")])
 )
 
 

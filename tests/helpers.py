@@ -129,9 +129,8 @@ def real_airflow_stack(
     import tempfile
 
     import boto3
-
-    from api_poller.local_airflow import running_airflow, scratch_postgres_database
-    from api_poller.local_stack import aws_connection, moto_server, simulator_server
+    from api_poller_dev.local_airflow import running_airflow, scratch_postgres_database
+    from api_poller_dev.local_stack import aws_connection, moto_server, simulator_server
 
     workdir = Path(tempfile.mkdtemp(prefix=f"api-poller-{prefix}-"))
     with (

@@ -1,0 +1,51 @@
+"""A job's progress read straight from Airflow's metadata database (for servers and tests).
+
+Tasks publish page statuses as XComs; this reads every ``page_status`` XCom of the DAG run at
+once, so it answers at any moment of the run, with the same merge rules as the report step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api_poller import names
+from api_poller.core.lifecycle import merge_page_statuses, summarize
+
+
+def _xcom_values(dag_id: str, run_id: str, key: str, session: Any, task_id: str | None = None) -> list:
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    query = select(XComModel.value).where(
+        XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key == key
+    )
+    if task_id is not None:
+        query = query.where(XComModel.task_id == task_id)
+    return [XComModel.deserialize_value(row) for row in session.execute(query)]
+
+
+def load_page_statuses(dag_id: str, run_id: str, session: Any = None) -> dict[str, dict[str, Any]]:
+    """Each page's latest record in the run."""
+    if session is None:
+        from airflow.utils.session import create_session
+
+        with create_session() as own_session:
+            return load_page_statuses(dag_id, run_id, own_session)
+    return merge_page_statuses(_xcom_values(dag_id, run_id, names.STATUS_KEY, session))
+
+
+def load_plan(dag_id: str, run_id: str, session: Any) -> Any:
+    """The plan task's return value (one entry per fetch task, its pages), or None before it."""
+    values = _xcom_values(dag_id, run_id, names.RETURN_VALUE_KEY, session, task_id=names.PLAN_TASK)
+    return values[0] if values else None
+
+
+def load_job_progress(dag_id: str, run_id: str, session: Any = None) -> dict[str, int]:
+    """The seed's progress document for one job (DAG run); Total is 0 until the plan is made."""
+    if session is None:
+        from airflow.utils.session import create_session
+
+        with create_session() as own_session:
+            return load_job_progress(dag_id, run_id, own_session)
+    totals = _xcom_values(dag_id, run_id, names.TOTAL_PAGES_KEY, session, task_id=names.PLAN_TASK)
+    return summarize(load_page_statuses(dag_id, run_id, session), int(totals[0]) if totals else 0)

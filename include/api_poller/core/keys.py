@@ -1,0 +1,48 @@
+"""Where a job's data lives in S3. Keys are deterministic so a rerun overwrites, never duplicates."""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def safe_job_id(job_id: str) -> str:
+    """A job id (the DAG run id) made safe for S3 keys and SQS attributes.
+
+    Run ids such as ``manual__2026-11-28T01:00:00+00:00`` carry ``:`` and ``+``; every run of
+    characters outside ``[A-Za-z0-9._=-]`` becomes one ``_``.
+    """
+    if not job_id:
+        raise ValueError("job id is empty")
+    cleaned = _UNSAFE.sub("_", job_id).strip("._")
+    if not cleaned:
+        raise ValueError(f"job id {job_id!r} has no usable characters")
+    return cleaned[:200]
+
+
+def raw_prefix(job_id: str) -> str:
+    return f"jobs/{safe_job_id(job_id)}/raw/"
+
+
+def raw_payload_key(job_id: str, page_id: str) -> str:
+    """The raw page as the partner API served it: ``jobs/<job>/raw/<page>.json`` in the raw bucket."""
+    return f"{raw_prefix(job_id)}{page_id}.json"
+
+
+def processing_error_key(job_id: str, page_id: str) -> str:
+    """Why the page's last processing attempt failed (raw bucket), readable by any consumer."""
+    return f"jobs/{safe_job_id(job_id)}/errors/{page_id}.json"
+
+
+def processed_prefix(job_id: str) -> str:
+    return f"jobs/{safe_job_id(job_id)}/records/"
+
+
+def processed_key(job_id: str, page_id: str) -> str:
+    """A page's records, one JSON object per line: ``jobs/<job>/records/<page>.ndjson``."""
+    return f"{processed_prefix(job_id)}{page_id}.ndjson"
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"

@@ -1,0 +1,30 @@
+"""The names other parts look things up by: DAG ids, task ids and XCom keys, spelled once.
+
+The DAG files build their tasks with these ids; the pipeline, the job API, redrive and retention
+read XComs and clear tasks by them. Changing one here changes it everywhere.
+"""
+
+from __future__ import annotations
+
+# DAGs
+POLLER_DAG_ID = "api_poller"
+MAINTENANCE_DAG_ID = "api_poller_maintenance"
+
+# Tasks of the poller DAG, in the order the data flows.
+PREPARE_RESOURCES_TASK = "prepare_resources"
+PLAN_TASK = "plan"
+FETCH_TASK = "fetch_pages"
+PROCESS_GROUP = "process"
+CONSUME_TASK = "consume_page_messages"
+CONSUME_TASK_ID = f"{PROCESS_GROUP}.{CONSUME_TASK}"  # the full id, inside its task group
+REPORT_TASK = "report"
+# Tasks that publish page statuses (every map index of each).
+STATUS_TASK_IDS = (FETCH_TASK, CONSUME_TASK_ID)
+
+# XCom keys
+RETURN_VALUE_KEY = "return_value"  # Airflow's own key for a task's return value
+STATUS_KEY = "page_status"  # one task's page records: page id -> latest record
+JOB_KEY = "job"  # the plan's job description (URL, totals, page size)
+TOTAL_PAGES_KEY = "total_pages"  # the plan's page count, read by progress readers
+SUMMARY_KEY = "summary"  # the report's job summary
+RECONCILIATION_KEY = "reconciliation"  # the report's reconciliation

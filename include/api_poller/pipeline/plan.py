@@ -1,0 +1,47 @@
+"""The plan step: read the partner API's metadata and plan the job's pages, one batch per fetch task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from api_poller.core.job_request import parse_job_request
+from api_poller.core.planning import (
+    ApiMetadata,
+    batch_pages,
+    choose_fetch_tasks,
+    choose_page_size,
+    plan_pages,
+    share_concurrency,
+)
+from api_poller.partner.client import fetch_metadata
+from api_poller.partner.connection import check_job_url, client_options, retry_policy
+from api_poller.settings import PollerSettings
+
+
+async def _read_metadata(url: str, settings: PollerSettings) -> ApiMetadata:
+    async with aiohttp.ClientSession() as session:
+        return await fetch_metadata(session, url, retry_policy(settings), client_options(settings))
+
+
+def plan_job(job_id: str, params: Mapping[str, Any], settings: PollerSettings) -> dict[str, Any]:
+    """Read the API's metadata and plan the pages, grouped into one batch per fetch task."""
+    request = parse_job_request(params, settings)
+    check_job_url(request.url, settings)
+    metadata = asyncio.run(_read_metadata(request.url, settings))
+    page_size = choose_page_size(metadata, request.page_size)
+    pages = plan_pages(metadata, page_size)
+    batches = batch_pages(pages, choose_fetch_tasks(len(pages), request.concurrency, request.fetch_tasks))
+    return {
+        "job_id": job_id,
+        "url": request.url,
+        "total_records": metadata.total_records,
+        "page_size": page_size,
+        "total_pages": len(pages),
+        "batches": [[page.to_dict() for page in batch] for batch in batches],
+        # The job's concurrency is shared by its fetch tasks: the shares add up to it.
+        "concurrency_shares": share_concurrency(request.concurrency, len(batches)),
+    }

@@ -1,0 +1,113 @@
+"""Completeness check after processing: does the output hold every planned record exactly once?"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from api_poller.aws.objects import stored_page_ids
+from api_poller.core.keys import processed_key, processed_prefix
+from api_poller.core.planning import PageTask
+
+SAMPLE = 20
+
+
+def _read_ids(s3_client: Any, bucket: str, key: str) -> list[Any]:
+    """The ids of one processed page, read line by line (never the whole object at once)."""
+    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+    return [json.loads(line)["id"] for line in body.iter_lines() if line.strip()]
+
+
+def _stored_count(s3_client: Any, bucket: str, key: str) -> int:
+    """The record count the process step stored with a processed object."""
+    return int(s3_client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("records", 0))
+
+
+def reconcile_output(
+    *,
+    s3_client: Any,
+    processed_bucket: str,
+    job_id: str,
+    pages: list[PageTask],
+    total_records: int,
+    statuses: Mapping[str, Mapping[str, Any]],
+    read_output: bool = True,
+    workers: int = 16,
+) -> dict[str, Any]:
+    """Compare what landed with what was planned.
+
+    With ``read_output`` every processed object is read back to find duplicate ids and pages
+    whose record count differs from the plan; otherwise counts come from the page statuses (or
+    the processed object's metadata) and duplicate ids across pages are not looked for.
+    """
+    landed = stored_page_ids(s3_client, processed_bucket, processed_prefix(job_id))
+    planned = {page.page_id: page for page in pages}
+    pages_missing = sorted(set(planned) - landed)
+    per_page: dict[str, int] = {}
+    id_counts: Counter = Counter()
+    if read_output:
+        present = sorted(set(planned) & landed)
+        keys = [processed_key(job_id, page) for page in present]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for page, ids in zip(
+                present, pool.map(lambda k: _read_ids(s3_client, processed_bucket, k), keys), strict=True
+            ):
+                per_page[page] = len(ids)
+                id_counts.update(ids)
+    else:
+        per_page = {
+            page: int(record["records"])
+            for page, record in statuses.items()
+            if page in landed and record.get("records") is not None
+        }
+        # Pages another consumer (or an earlier try) processed: their count is on the object.
+        unknown = sorted((set(planned) & landed) - set(per_page))
+        keys = [processed_key(job_id, page) for page in unknown]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            counts = pool.map(lambda k: _stored_count(s3_client, processed_bucket, k), keys)
+            per_page.update(zip(unknown, counts, strict=True))
+    duplicates = sorted((i for i, n in id_counts.items() if n > 1), key=str)
+    wrong_counts = {
+        page: {"planned": planned[page].count, "written": written}
+        for page, written in sorted(per_page.items())
+        if written != planned[page].count
+    }
+    records_written = sum(per_page.values())
+    unique = len(id_counts) if read_output else records_written
+    return {
+        "mode": "full" if read_output else "counts",
+        "plannedPages": len(planned),
+        "pagesWithOutput": len(set(planned) & landed),
+        "pagesMissing": pages_missing[:SAMPLE],
+        "pagesMissingCount": len(pages_missing),
+        "totalRecords": total_records,
+        "recordsWritten": records_written,
+        "uniqueRecords": unique,
+        "duplicateIdsCount": len(duplicates),
+        "duplicateIds": duplicates[:SAMPLE],
+        "recordsMissing": max(0, total_records - unique),
+        "pagesWithWrongCount": dict(list(wrong_counts.items())[:SAMPLE]),
+        "complete": not pages_missing and not duplicates and not wrong_counts and unique == total_records,
+    }
+
+
+def reconcile_job(
+    settings: Any,
+    job: Mapping[str, Any],
+    plan: list[Mapping[str, Any]],
+    s3_client: Any,
+    statuses: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Reconcile a job: its plan step's ``job`` and return value, merged ``statuses``, S3 output."""
+    return reconcile_output(
+        s3_client=s3_client,
+        processed_bucket=settings.processed_bucket,
+        job_id=job["job_id"],
+        pages=[PageTask.from_dict(page) for entry in plan for page in entry["batch"]],
+        total_records=job["total_records"],
+        statuses=statuses,
+        read_output=settings.reconcile == "full",
+    )
