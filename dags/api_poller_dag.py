@@ -8,6 +8,7 @@ The logic lives in the ``api_poller`` package (``include/``); this file only wir
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, TaskGroup, dag, get_current_context, task
 
@@ -15,6 +16,10 @@ from api_poller import names
 from api_poller.adapters.sensor import PageMessageSensor
 from api_poller.core.job_request import MAX_CONCURRENCY, MAX_FETCH_TASKS
 from api_poller.settings import load_settings
+
+if TYPE_CHECKING:
+    from api_poller.aws.clients import S3Client, SqsClient
+    from api_poller.core.lifecycle import StatusRecorder
 
 settings = load_settings()
 
@@ -29,14 +34,14 @@ SuccessfullyCompleted, or FailedToComplete (see the `page_status` XComs and the 
 """
 
 
-def _aws_clients():
+def _aws_clients() -> tuple[S3Client, SqsClient]:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
     return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn(), SqsHook(aws_conn_id=settings.aws_conn_id).conn
 
 
-def _status_recorder():
+def _status_recorder() -> StatusRecorder:
     from api_poller.core.lifecycle import StatusRecorder
 
     ti = get_current_context()["ti"]
@@ -88,7 +93,7 @@ def _status_recorder():
         ),
     },
 )
-def api_poller():
+def api_poller() -> None:
     @task(task_id=names.PREPARE_RESOURCES_TASK)
     def prepare_resources() -> dict[str, str]:
         """Make sure the buckets and queues exist (creating them when allowed) and find the queue URLs."""
@@ -98,7 +103,7 @@ def api_poller():
         return ensure_resources(s3, sqs, settings, create=settings.create_resources)
 
     @task(task_id=names.PLAN_TASK)
-    def plan() -> list[dict]:
+    def plan() -> list[dict[str, Any]]:
         """Read the API's metadata, validate it and plan the pages: one entry per fetch task."""
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -121,14 +126,18 @@ def api_poller():
         ]
 
     @task(task_id=names.FETCH_TASK, map_index_template="{{ page_range }}", pool=settings.fetch_pool or None)
-    def fetch_pages(batch: list[dict], url: str, concurrency_per_task: int, queue_url: str) -> dict:
+    def fetch_pages(
+        batch: list[dict[str, int]], url: str, concurrency_per_task: int, queue_url: str
+    ) -> dict[str, Any]:
         """Fetch this batch of pages concurrently into the raw bucket; enqueue each page saved."""
         from api_poller.core.planning import PageTask
         from api_poller.pipeline.fetch import fetch_batch
 
         context = get_current_context()
         pages = [PageTask.from_dict(page) for page in batch]
-        context["page_range"] = f"{pages[0].page_id} .. {pages[-1].page_id}"
+        # map_index_template renders from the context, extra keys included (Airflow's documented way
+        # to name a mapped task); the Context TypedDict lists only Airflow's own keys.
+        context["page_range"] = f"{pages[0].page_id} .. {pages[-1].page_id}"  # type: ignore[typeddict-unknown-key]
         s3, sqs = _aws_clients()
         return fetch_batch(
             settings, job_id=context["run_id"], url=url, pages=pages, concurrency=concurrency_per_task,
@@ -136,7 +145,7 @@ def api_poller():
         )  # fmt: skip
 
     @task(task_id=names.REPORT_TASK, trigger_rule="all_done")
-    def report() -> dict:
+    def report() -> dict[str, Any]:
         """Reconcile the output with the plan and summarize the job from every task's page
         statuses; fail the run if records are missing."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -153,7 +162,9 @@ def api_poller():
     # Independent, so they run side by side.
     resources = prepare_resources()
     job = plan()
-    fetched = fetch_pages.partial(queue_url=resources["queue_url"]).expand_kwargs(job)
+    # A task call returns a PlainXComArg, which is indexable; the decorator is typed to return XComArg.
+    queue_url = resources["queue_url"]  # type: ignore[index]
+    fetched = fetch_pages.partial(queue_url=queue_url).expand_kwargs(job)
 
     with TaskGroup(names.PROCESS_GROUP, tooltip="Consume the job's SQS messages and process each page"):
         # Downstream of the fetch tasks (clearing one reruns it) but with trigger rule "always": it

@@ -9,11 +9,15 @@ The routes live in ``api_poller.jobs_api.app`` (``include/`` must be importable,
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from airflow.plugins_manager import AirflowPlugin
 
 from api_poller.jobs_api.app import NAV_NAME, PAGE_ROUTE, PAGE_TITLE, PLUGIN_NAME, URL_PREFIX
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 # A progress-bar icon for the navigation (no request needed).
 ICON = (
@@ -32,7 +36,7 @@ def _base_path() -> str:
 
 
 @cache
-def _jobs_app():
+def _jobs_app() -> FastAPI:
     # Built on first use: every Airflow process that loads plugins (task runners included)
     # imports this module, but only the api-server mounts the app.
     from api_poller.jobs_api.app import create_app
@@ -52,6 +56,7 @@ class ApiPollerPlugin(AirflowPlugin):
         }
     ]
 
+    # A property, so the app is built on first use; the base class declares a plain list attribute.
     @property
-    def fastapi_apps(self) -> list[dict]:  # type: ignore[override]
+    def fastapi_apps(self) -> list[dict[str, object]]:  # type: ignore[override]
         return [{"app": _jobs_app(), "url_prefix": URL_PREFIX, "name": PAGE_TITLE}]

@@ -8,7 +8,7 @@ Defaults are the local embedded stack; pointing at real AWS changes only these v
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 ENV_PREFIX = "API_POLLER_"
@@ -94,19 +94,25 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+SettingValue = str | int | float | bool
+# How a variable's text becomes a field's value, by the type of the field's default.
+_PARSERS: dict[type, Callable[[str], SettingValue]] = {str: str, int: int, float: float, bool: _parse_bool}
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> PollerSettings:
     """Build settings from ``API_POLLER_<FIELD>`` variables; unset ones keep their defaults."""
     environ = os.environ if environ is None else environ
-    values = {}
+    values: dict[str, SettingValue] = {}
     for field in fields(PollerSettings):
         raw = environ.get(ENV_PREFIX + field.name.upper())
         if raw is None:
             continue
         kind = type(field.default)
         try:
-            values[field.name] = _parse_bool(raw) if kind is bool else kind(raw)
+            values[field.name] = _PARSERS[kind](raw)
         except ValueError:
             raise ValueError(
                 f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}"
             ) from None
-    return PollerSettings(**values)
+    # Each value was parsed for its own field just above; mypy checks **values against every field.
+    return PollerSettings(**values)  # type: ignore[arg-type]

@@ -6,13 +6,18 @@ once, so it answers at any moment of the run, with the same merge rules as the r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api_poller import names
 from api_poller.core.lifecycle import merge_page_statuses, summarize
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
-def _xcom_values(dag_id: str, run_id: str, key: str, session: Any, task_id: str | None = None) -> list:
+
+def _xcom_values(
+    dag_id: str, run_id: str, key: str, session: Session, task_id: str | None = None
+) -> list[Any]:
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
 
@@ -24,7 +29,7 @@ def _xcom_values(dag_id: str, run_id: str, key: str, session: Any, task_id: str 
     return [XComModel.deserialize_value(row) for row in session.execute(query)]
 
 
-def load_page_statuses(dag_id: str, run_id: str, session: Any = None) -> dict[str, dict[str, Any]]:
+def load_page_statuses(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, dict[str, Any]]:
     """Each page's latest record in the run."""
     if session is None:
         from airflow.utils.session import create_session
@@ -34,13 +39,13 @@ def load_page_statuses(dag_id: str, run_id: str, session: Any = None) -> dict[st
     return merge_page_statuses(_xcom_values(dag_id, run_id, names.STATUS_KEY, session))
 
 
-def load_plan(dag_id: str, run_id: str, session: Any) -> Any:
+def load_plan(dag_id: str, run_id: str, session: Session) -> list[dict[str, Any]] | None:
     """The plan task's return value (one entry per fetch task, its pages), or None before it."""
     values = _xcom_values(dag_id, run_id, names.RETURN_VALUE_KEY, session, task_id=names.PLAN_TASK)
     return values[0] if values else None
 
 
-def load_job_progress(dag_id: str, run_id: str, session: Any = None) -> dict[str, int]:
+def load_job_progress(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, int]:
     """The seed's progress document for one job (DAG run); Total is 0 until the plan is made."""
     if session is None:
         from airflow.utils.session import create_session

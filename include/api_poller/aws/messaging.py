@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from api_poller.core.keys import safe_job_id
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+    from api_poller.aws.clients import SqsClient
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ def message_body(pointer: PagePointer) -> str:
     )
 
 
-def message_attributes(pointer: PagePointer) -> dict[str, dict[str, str]]:
+def message_attributes(pointer: PagePointer) -> dict[str, MessageAttributeValueTypeDef]:
     """``jobId`` / ``taskId`` attributes, as in the seed, so consumers can route without parsing."""
     return {
         "jobId": {"DataType": "String", "StringValue": safe_job_id(pointer.job_id)},
@@ -85,13 +92,13 @@ def message_page_id(message: Mapping[str, Any]) -> str | None:
 SQS_BATCH = 10
 
 
-def batches_of(items: list, size: int = SQS_BATCH) -> list[list]:
+def batches_of(items: Sequence[Item], size: int = SQS_BATCH) -> list[Sequence[Item]]:
     """SQS batch calls take at most 10 entries."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def send_message_batch(
-    sqs_client: Any, queue_url: str, pointers: list[PagePointer], attempts: int = 3
+    sqs_client: SqsClient, queue_url: str, pointers: list[PagePointer], attempts: int = 3
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Publish up to 10 pointers in one SendMessageBatch call (refused entries are sent again,
     up to ``attempts`` times): the message id per page sent, and the reason per page refused."""
@@ -142,7 +149,7 @@ class PageAnnouncer:
         self._send, self._on_sent, self._linger = send, on_sent, linger
         self._buffer: list[PagePointer] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._sending: set[asyncio.Task] = set()
+        self._sending: set[asyncio.Task[None]] = set()
 
     def announce(self, pointer: PagePointer) -> None:
         self._buffer.append(pointer)
@@ -178,7 +185,7 @@ class PageAnnouncer:
             await asyncio.gather(*list(self._sending))
 
 
-def delete_messages(sqs_client: Any, queue_url: str, messages: list[dict]) -> None:
+def delete_messages(sqs_client: SqsClient, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> None:
     """Delete received messages, 10 per call."""
     for batch in batches_of(messages):
         sqs_client.delete_message_batch(
@@ -187,7 +194,9 @@ def delete_messages(sqs_client: Any, queue_url: str, messages: list[dict]) -> No
         )
 
 
-def change_visibility(sqs_client: Any, queue_url: str, messages: list[dict], seconds: int) -> None:
+def change_visibility(
+    sqs_client: SqsClient, queue_url: str, messages: Sequence[Mapping[str, Any]], seconds: int
+) -> None:
     """Make received messages visible again after ``seconds`` (0: at once), 10 per call."""
     for batch in batches_of(messages):
         sqs_client.change_message_visibility_batch(

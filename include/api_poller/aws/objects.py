@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from api_poller.aws.clients import S3Client
 
 log = logging.getLogger(__name__)
 
 
-def stored_page_ids(s3_client: Any, bucket: str, prefix: str) -> set[str]:
+def stored_page_ids(s3_client: S3Client, bucket: str, prefix: str) -> set[str]:
     """Page ids that have an object under ``prefix`` (one LIST call per 1000 objects)."""
     pages = set()
     for listing in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -18,7 +21,7 @@ def stored_page_ids(s3_client: Any, bucket: str, prefix: str) -> set[str]:
     return pages
 
 
-def delete_raw_pages(s3_client: Any, objects: list[tuple[str, str]]) -> None:
+def delete_raw_pages(s3_client: S3Client, objects: list[tuple[str, str]]) -> None:
     """Delete processed raw pages, up to 1,000 per DeleteObjects call (one per bucket)."""
     by_bucket: dict[str, list[str]] = {}
     for bucket, key in objects:

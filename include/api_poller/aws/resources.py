@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
 from api_poller.settings import PollerSettings
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
 
-def ensure_bucket(s3_client: Any, bucket: str, create: bool) -> None:
+    from api_poller.aws.clients import S3Client, SqsClient
+
+
+def ensure_bucket(s3_client: S3Client, bucket: str, create: bool) -> None:
     try:
         s3_client.head_bucket(Bucket=bucket)
         return
@@ -18,20 +23,22 @@ def ensure_bucket(s3_client: Any, bucket: str, create: bool) -> None:
         if not create or error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
             raise RuntimeError(f"bucket {bucket!r} is not usable: {error}") from error
     region = s3_client.meta.region_name
-    options = (
-        {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-    )
-    s3_client.create_bucket(Bucket=bucket, **options)
+    if region in (None, "us-east-1"):
+        s3_client.create_bucket(Bucket=bucket)
+    else:
+        # The client's own region; the stubs' Literal lists only the regions known when generated.
+        location = cast("BucketLocationConstraintType", region)
+        s3_client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": location})
 
 
-def queue_url(sqs_client: Any, name: str) -> str:
+def queue_url(sqs_client: SqsClient, name: str) -> str:
     try:
         return sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
     except ClientError as error:
         raise RuntimeError(f"queue {name!r} is not usable: {error}") from error
 
 
-def ensure_queues(sqs_client: Any, settings: PollerSettings, create: bool) -> dict[str, str]:
+def ensure_queues(sqs_client: SqsClient, settings: PollerSettings, create: bool) -> dict[str, str]:
     """The processing queue and its DLQ, with the seed's redrive policy (maxReceiveCount 3)."""
     if not create:
         return {
@@ -53,7 +60,7 @@ def ensure_queues(sqs_client: Any, settings: PollerSettings, create: bool) -> di
 
 
 def ensure_resources(
-    s3_client: Any, sqs_client: Any, settings: PollerSettings, create: bool
+    s3_client: S3Client, sqs_client: SqsClient, settings: PollerSettings, create: bool
 ) -> dict[str, str]:
     """Buckets and queues exist afterwards (created if ``create``), and the queue URLs are known."""
     for bucket in (settings.raw_bucket, settings.processed_bucket):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -88,6 +88,7 @@ class FetchedPage:
 
 
 RetryCallback = Callable[[int, PollerError], None]
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,9 @@ async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOpt
         raise RetriableError(f"response from {url} is not JSON (starts with {excerpt!r})") from None
 
 
-async def with_retries(call, policy: RetryPolicy, on_retry: RetryCallback | None = None):
+async def with_retries(
+    call: Callable[[], Awaitable[Result]], policy: RetryPolicy, on_retry: RetryCallback | None = None
+) -> tuple[Result, int]:
     """Run ``call()`` until it succeeds, a fatal error occurs or the attempts run out.
 
     Returns ``(result, attempts)``; raises the last error otherwise.

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING
 
 from api_poller.partner.client import ClientOptions, RetryPolicy
 from api_poller.partner.url_policy import check_url_allowed, parse_allowlist
 from api_poller.settings import PollerSettings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 
 def retry_policy(settings: PollerSettings) -> RetryPolicy:
@@ -20,7 +23,7 @@ def retry_policy(settings: PollerSettings) -> RetryPolicy:
     )
 
 
-def connection_headers(connection: Any) -> dict[str, str]:
+def connection_headers(connection: Connection) -> dict[str, str]:
     """Request headers from the partner API's Airflow connection (never logged or stored)."""
     headers = {str(k): str(v) for k, v in (connection.extra_dejson.get("headers") or {}).items()}
     if connection.login and connection.password:

@@ -23,7 +23,8 @@ Resolver = Callable[[str], list[str]]
 
 def resolve_host(host: str) -> list[str]:
     try:
-        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+        # sockaddr[0] is the address string for the IPv4/IPv6 families getaddrinfo returns here.
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
     except socket.gaierror as error:
         raise InvalidJobRequest(f"url host {host!r} does not resolve: {error}") from None
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api_poller import names
 from api_poller.core.keys import processed_prefix, s3_uri
 from api_poller.core.lifecycle import PageState, merge_page_statuses, summarize
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import RuntimeTaskInstanceProtocol
+
+    from api_poller.aws.clients import S3Client
+    from api_poller.settings import PollerSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +65,14 @@ class IncompleteJob(Exception):
     """Pages failed or records are missing or duplicated."""
 
 
-def published_statuses(ti: Any) -> list[Mapping[str, Any] | None]:
+def published_statuses(ti: RuntimeTaskInstanceProtocol) -> list[Mapping[str, Any] | None]:
     """Every ``page_status`` XCom of the run (all map indexes of all status-publishing tasks)."""
     return ti.xcom_pull(task_ids=list(names.STATUS_TASK_IDS), key=names.STATUS_KEY)
 
 
-def report_job(settings: Any, ti: Any, s3_client: Any) -> dict[str, Any]:
+def report_job(
+    settings: PollerSettings, ti: RuntimeTaskInstanceProtocol, s3_client: S3Client
+) -> dict[str, Any]:
     """The report task: reconcile the output with the plan, publish the summary (XCom ``summary``,
     the reconciliation also as ``reconciliation``); raise if the job is incomplete."""
     from api_poller.pipeline.reconcile import reconcile_job
