@@ -55,7 +55,7 @@ def _positive_int(document: Mapping[str, Any], field: str) -> int:
     return value
 
 
-def parse_metadata(document: Any) -> ApiMetadata:
+def parse_metadata(document: object) -> ApiMetadata:
     """Validate the metadata part of a partner API response."""
     if not isinstance(document, Mapping):
         raise InvalidMetadata(f"metadata response must be a JSON object, got {type(document).__name__}")

@@ -112,7 +112,7 @@ async def _read_limited(response: aiohttp.ClientResponse, url: str, limit: int) 
     return bytes(body)
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOptions) -> tuple[bytes, Any]:
+async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOptions) -> tuple[bytes, object]:
     try:
         async with session.get(
             url, timeout=aiohttp.ClientTimeout(total=options.timeout), headers=options.headers
@@ -168,7 +168,7 @@ async def fetch_metadata(
     return metadata
 
 
-def check_page_document(document: Any, page: PageTask) -> int:
+def check_page_document(document: object, page: PageTask) -> int:
     """The number of records in a page response; RetriableError if it is cut short or malformed."""
     if not isinstance(document, dict) or not isinstance(document.get("payload"), list):
         raise RetriableError(f"page {page.page_id} response has no 'payload' list")
