@@ -166,6 +166,11 @@ class ValuePath:
         found, value, _ = _walk(document, self.steps)
         return value if found else None
 
+    def locate(self, document: Any) -> tuple[bool, Any]:
+        """(whether the path exists, its value): tells an absent key from a null."""
+        found, value, _ = _walk(document, self.steps)
+        return found, value
+
     def explain_missing(self, document: Any) -> str:
         """Why ``find`` gave None: for error messages."""
         found, value, why = _walk(document, self.steps)
