@@ -69,7 +69,7 @@ class PageRequest:
         values = [value for key, value in self.params if key == name]
         return values[-1] if values else None
 
-    def with_params(self, page: int, **updates: str) -> PageRequest:
+    def with_params(self, page: int, updates: Mapping[str, str]) -> PageRequest:
         """A request for ``page`` with ``updates`` replacing (or added to) the parameters."""
         kept = tuple((key, value) for key, value in self.params if key not in updates)
         return replace(self, params=kept + tuple(updates.items()), page=page)
@@ -224,7 +224,7 @@ class OffsetPaginator(Paginator):
 
     def _request(self, page: int, offset: int) -> PageRequest:
         updates = {self.spec.offset_param: str(offset), self.spec.limit_param: str(self.spec.page_size)}
-        return self.base.with_params(page, **updates)
+        return self.base.with_params(page, updates)
 
     def _first(self) -> PageRequest:
         return self._request(1, 0)
@@ -273,7 +273,7 @@ class PageNumberPaginator(Paginator):
         updates = {self.spec.page_param: str(self.spec.first_page + page - 1)}
         if self.spec.size_param:
             updates[self.spec.size_param] = str(self.spec.page_size)
-        return self.base.with_params(page, **updates)
+        return self.base.with_params(page, updates)
 
     def _first(self) -> PageRequest:
         return self._request(1)
@@ -281,7 +281,7 @@ class PageNumberPaginator(Paginator):
     def _planned(self, page: int) -> PageRequest:
         return self._request(page)
 
-    def _pages_from(self, response: PageResponse, first_page_size: int) -> int | None:
+    def _pages_from(self, response: PageResponse, first_page_size: int, *, planning: bool) -> int | None:
         if self.spec.total_pages_path is not None:
             return read_total(self.spec.total_pages_path, response.body)
         if self.spec.total_records_path is None:
@@ -290,16 +290,16 @@ class PageNumberPaginator(Paginator):
         if total is None:
             return None
         size = self.spec.page_size if self.spec.size_param else first_page_size
-        if self.spec.size_param:
+        if self.spec.size_param and planning:
             _check_page_size(self.kind, response, size, total)
         return max(1, math.ceil(total / size)) if size else 1
 
     def total_pages(self, first: PageResponse) -> int | None:
-        return self._pages_from(first, self._note_page_size(first))
+        return self._pages_from(first, self._note_page_size(first), planning=True)
 
     def _follow(self, response: PageResponse) -> PageRequest | Stop:
         page = response.request.page
-        total = self._pages_from(response, self._note_page_size(response))
+        total = self._pages_from(response, self._note_page_size(response), planning=False)
         if total is not None and page >= total:
             return Stop(StopReason.LAST_PAGE, page, f"page {page} is the last of {total}")
         return self._request(page + 1)
@@ -321,7 +321,7 @@ class CursorPaginator(Paginator):
     def _first(self) -> PageRequest:
         if self.spec.page_size is None:
             return replace(self.base, page=1)
-        return self.base.with_params(1, **{self.spec.limit_param: str(self.spec.page_size)})
+        return self.base.with_params(1, {self.spec.limit_param: str(self.spec.page_size)})
 
     def _follow(self, response: PageResponse) -> PageRequest | Stop:
         page = response.request.page
@@ -334,7 +334,7 @@ class CursorPaginator(Paginator):
         updates = {self.spec.cursor_param: cursor}
         if self.spec.page_size is not None:
             updates[self.spec.limit_param] = str(self.spec.page_size)
-        return self.base.with_params(page + 1, **updates)
+        return self.base.with_params(page + 1, updates)
 
     def _cursor_at(self, path: ValuePath, response: PageResponse) -> str | Stop:
         value = path.find(response.body)
@@ -370,7 +370,8 @@ class CursorPaginator(Paginator):
         return f"cursor {request.param(self.spec.cursor_param)!r}"
 
 
-_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+# <target> then its parameters; a quoted parameter value may hold ';' or ','.
+_LINK = re.compile(r"""<([^>]*)>((?:\s*;\s*[^;,"]*(?:"[^"]*"[^;,"]*)*)*)""")
 _REL = re.compile(r"""\brel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
 
 
@@ -393,7 +394,7 @@ class NextUrlPaginator(Paginator):
     def _first(self) -> PageRequest:
         if self.spec.page_size is None:
             return replace(self.base, page=1)
-        return self.base.with_params(1, **{self.spec.limit_param: str(self.spec.page_size)})
+        return self.base.with_params(1, {self.spec.limit_param: str(self.spec.page_size)})
 
     def _follow(self, response: PageResponse) -> PageRequest | Stop:
         page = response.request.page
