@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import json
 import re
 import time
 from abc import ABC, abstractmethod
@@ -377,9 +378,10 @@ class OAuth2ClientCredentials(Credentials):
         form = {"grant_type": "client_credentials"}
         if self.scope:
             form["scope"] = self.scope
-        basic: aiohttp.BasicAuth | None = None
+        headers = {"Accept": "application/json"}
         if self.client_auth == "basic":
-            basic = aiohttp.BasicAuth(self._client_id, self.__client_secret)
+            pair = f"{self._client_id}:{self.__client_secret}".encode()
+            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
         else:
             form.update(client_id=self._client_id, client_secret=self.__client_secret)
         where = _display(self.token_url)
@@ -388,16 +390,19 @@ class OAuth2ClientCredentials(Credentials):
             async with session.post(
                 self.token_url,
                 data=form,
-                auth=basic,
-                headers={"Accept": "application/json"},
+                headers=headers,
                 allow_redirects=False,  # a redirect must not carry the client secret anywhere
                 timeout=self._timeout,
             ) as response:
                 status = response.status
-                body = await response.json(content_type=None) if status < 300 or status >= 400 else None
-        except (TimeoutError, aiohttp.ClientError, ValueError) as error:
+                text = await response.text()
+        except (TimeoutError, aiohttp.ClientError) as error:
             reason = "timed out" if isinstance(error, TimeoutError) else type(error).__name__
             raise RetriableError(f"token request to {where} failed: {reason}") from None
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None  # judged by its status; a 200 without JSON has no access_token
         return _token_from(status, body, where)
 
 
