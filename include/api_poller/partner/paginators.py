@@ -232,11 +232,13 @@ class OffsetPaginator(Paginator):
     def _planned(self, page: int) -> PageRequest:
         return self._request(page, (page - 1) * self.spec.page_size)
 
-    def _total_records(self, response: PageResponse) -> int | None:
-        return None if self.spec.total_path is None else read_total(self.spec.total_path, response.body)
+    def _total_records(self, response: PageResponse, *, first: bool = False) -> int | None:
+        if self.spec.total_path is None:
+            return None
+        return read_total(self.spec.total_path, response.body, required=first)
 
     def total_pages(self, first: PageResponse) -> int | None:
-        total = self._total_records(first)
+        total = self._total_records(first, first=True)
         if total is None:
             return None
         _check_page_size(self.kind, first, self.spec.page_size, total)
@@ -283,10 +285,10 @@ class PageNumberPaginator(Paginator):
 
     def _pages_from(self, response: PageResponse, first_page_size: int, *, planning: bool) -> int | None:
         if self.spec.total_pages_path is not None:
-            return read_total(self.spec.total_pages_path, response.body)
+            return read_total(self.spec.total_pages_path, response.body, required=planning)
         if self.spec.total_records_path is None:
             return None
-        total = read_total(self.spec.total_records_path, response.body)
+        total = read_total(self.spec.total_records_path, response.body, required=planning)
         if total is None:
             return None
         size = self.spec.page_size if self.spec.size_param else first_page_size

@@ -177,13 +177,17 @@ class ValuePath:
         return "it is null" if found and value is None else why
 
 
-def read_total(path: ValuePath, document: Any) -> int | None:
-    """A count (records or pages) at ``path``: None when absent or null (the total is unknown).
+def read_total(path: ValuePath, document: Any, *, required: bool = False) -> int | None:
+    """A count (records or pages) at ``path``: None when null (the total is unknown), or absent
+    unless ``required`` (the first response, where an absent total is likely a wrong path).
 
     A whole number, or a string of digits (some APIs quote numbers), is accepted; anything else
     (a word, a fraction, a negative number, a boolean) raises ResponseShapeError.
     """
-    value = path.find(document)
+    found, value = path.locate(document)
+    if not found and required:
+        why = path.explain_missing(document)
+        raise ResponseShapeError(f"total path {path.text!r} matches nothing in the first response: {why}")
     if value is None:
         return None
     if isinstance(value, str) and value.strip().isdigit():

@@ -542,3 +542,24 @@ def test_page_request_round_trips_through_json() -> None:
 
     assert PageRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
     assert request.full_url() == f"{BASE}/items?status=all&offset=5"
+
+
+def test_a_total_path_that_matches_nothing_in_the_first_response_is_a_clear_error() -> None:
+    spec = PageNumberPaginatorSpec(page_size=5, total_pages_path=ValuePath.parse("meta.pages"))
+    paginator = make(spec, "/pages/items")
+
+    with pytest.raises(
+        ResponseShapeError, match=r"total path 'meta.pages' matches nothing .*\$ has no key 'meta'"
+    ):
+        paginator.plan(pages_api(paginator.first_request()))
+
+
+def test_a_later_page_without_the_total_walks_on() -> None:
+    spec = OffsetPaginatorSpec(page_size=5, total_path=ValuePath.parse("meta.total"))
+    paginator = make(spec, "/offset/items")
+    second = paginator.next_request(offset_api(paginator.first_request()))
+    assert isinstance(second, PageRequest)
+
+    step = paginator.next_request(respond(second, {"data": {"items": DATA[5:10]}}, "data.items"))
+
+    assert isinstance(step, PageRequest) and step.param("offset") == "10"

@@ -116,3 +116,11 @@ def test_compiled_paths_travel_through_pickle_and_print_as_written() -> None:
 
     assert pickle.loads(pickle.dumps(path)) == path
     assert str(path) == "$.data.items[*]"
+
+
+def test_absent_total_is_an_error_where_it_is_required() -> None:
+    with pytest.raises(
+        ResponseShapeError, match=r"total path 'meta.totl' matches nothing .*\(its keys: total\)"
+    ):
+        read_total(ValuePath.parse("meta.totl"), {"meta": {"total": 3}}, required=True)
+    assert read_total(ValuePath.parse("meta.total"), {"meta": {"total": None}}, required=True) is None
