@@ -425,15 +425,12 @@ def response_link(path: ValuePath, body: Any) -> str | None:
     return value.strip()
 
 
-_PAGINATORS: dict[type, type[Paginator]] = {
-    OffsetPaginatorSpec: OffsetPaginator,
-    PageNumberPaginatorSpec: PageNumberPaginator,
-    CursorPaginatorSpec: CursorPaginator,
-    NextUrlPaginatorSpec: NextUrlPaginator,
-}
-
-
 def paginator_for(spec: PaginatorSpec, base: PageRequest, *, origin: Origin, max_pages: int) -> Paginator:
     """A fresh paginator (one per walk) for a source's paginator spec."""
-    paginator_class: Any = _PAGINATORS[type(spec)]
-    return paginator_class(spec, base, origin=origin, max_pages=max_pages)
+    if isinstance(spec, OffsetPaginatorSpec):
+        return OffsetPaginator(spec, base, origin=origin, max_pages=max_pages)
+    if isinstance(spec, PageNumberPaginatorSpec):
+        return PageNumberPaginator(spec, base, origin=origin, max_pages=max_pages)
+    if isinstance(spec, CursorPaginatorSpec):
+        return CursorPaginator(spec, base, origin=origin, max_pages=max_pages)
+    return NextUrlPaginator(spec, base, origin=origin, max_pages=max_pages)

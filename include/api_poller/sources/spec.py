@@ -197,7 +197,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if isinstance(key, str | int | float | bool) and key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} appears twice", key_node.start_mark
@@ -208,7 +208,7 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) 
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_unique_mapping,  # type: ignore[arg-type]
+    _construct_unique_mapping,
 )
 
 
@@ -468,7 +468,7 @@ def _lookback(section: _Section, key: str, value: Any) -> float:
 
 
 def _filter_template(section: _Section, key: str, value: Any) -> str:
-    text = _string()(section, key, value)
+    text: str = _string()(section, key, value)
     if "{value}" not in text:
         raise section.error(key, f"{text!r} must contain {{value}}, where the watermark goes")
     return text
@@ -490,7 +490,7 @@ def _read_incremental(section: _Section) -> IncrementalSpec:
 
 
 def _source_path(section: _Section, key: str, value: Any) -> str:
-    text = _string()(section, key, value)
+    text: str = _string()(section, key, value)
     if "://" in text or text.startswith("//"):
         raise section.error(
             key, f"{text!r} names a host: give the path only; scheme, host and port come from the Connection"
