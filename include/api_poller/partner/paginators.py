@@ -23,6 +23,9 @@ their next request is made.
 Requests and stops are plain frozen data: ``PageRequest.to_dict()`` / ``from_dict()`` carry a
 request through XCom or an SQS message. A paginator instance holds the loop-detection memory of
 one walk; make a new one per walk (``paginator_for``).
+
+Messages name URLs: a next link that echoes a credential (``?api_key=...``) would show it there,
+so callers log errors through ``Credentials.redact``.
 """
 
 from __future__ import annotations
@@ -198,7 +201,7 @@ class Paginator(ABC):
             try:
                 target = str(Origin.of(url))
             except FatalError:
-                target = repr(url)
+                target = repr(url.split("?")[0][:200])  # a query may echo a credential
             raise CrossOriginRequest(
                 f"{what} is on {target}, not on the Connection's {self.origin}: refused before any request"
             )

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from api_poller.core.errors import FatalError, SourceError
-from api_poller.settings import PollerSettings
+from api_poller.settings import PollerSettings, load_settings
 from api_poller.sources import (
     AuthSpec,
     CursorPaginatorSpec,
@@ -418,3 +418,8 @@ def test_sources_folder_defaults_to_dags_sources_and_follows_the_setting(tmp_pat
     assert sources_folder(PollerSettings(), dags) == dags / "sources"
     assert sources_folder(PollerSettings(sources_folder="partners"), dags) == dags / "partners"
     assert sources_folder(PollerSettings(sources_folder="/srv/sources"), dags) == Path("/srv/sources")
+
+
+def test_sources_folder_setting_is_read_from_the_environment() -> None:
+    assert load_settings({}).sources_folder == ""
+    assert load_settings({"API_POLLER_SOURCES_FOLDER": "/srv/sources"}).sources_folder == "/srv/sources"
