@@ -22,7 +22,8 @@ their next request is made.
 
 Requests and stops are plain frozen data: ``PageRequest.to_dict()`` / ``from_dict()`` carry a
 request through XCom or an SQS message. A paginator instance holds the loop-detection memory of
-one walk; make a new one per walk (``paginator_for``).
+one walk; make a new one per walk (``paginator_for``). A walk resumes (after a task retry) on a
+fresh paginator from its last saved request: fetch it, then go on with ``next_request``.
 
 Messages name URLs: a next link that echoes a credential (``?api_key=...``) would show it there,
 so callers log errors through ``Credentials.redact``.

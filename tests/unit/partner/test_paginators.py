@@ -563,3 +563,27 @@ def test_a_later_page_without_the_total_walks_on() -> None:
     step = paginator.next_request(respond(second, {"data": {"items": DATA[5:10]}}, "data.items"))
 
     assert isinstance(step, PageRequest) and step.param("offset") == "10"
+
+
+def test_a_walk_resumes_on_a_fresh_paginator_from_a_saved_request() -> None:
+    spec = CursorPaginatorSpec(cursor_path=ValuePath.parse("next_cursor"), page_size=5)
+    first_walk = make(spec, "/cursor/items")
+    request = first_walk.first_request()
+    for _ in range(2):
+        step = first_walk.next_request(cursor_api(request))
+        assert isinstance(step, PageRequest)
+        request = step
+    third = request.to_dict()  # saved; then the task dies
+
+    resumed = make(spec, "/cursor/items")
+    request = PageRequest.from_dict(third)
+    records: list[dict[str, Any]] = []
+    while True:
+        response = cursor_api(request)
+        records.extend(response.records)
+        step = resumed.next_request(response)
+        if isinstance(step, Stop):
+            break
+        request = step
+
+    assert request.page == 5 and records == DATA[10:]
