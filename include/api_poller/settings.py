@@ -31,6 +31,9 @@ class PollerSettings:
     partner_api_conn_id: str = ""
     url_allowlist: str = ""
     max_response_bytes: int = 64 * 1024 * 1024
+    # Where the source files live (one YAML file per source, each its own DAG); empty: the
+    # ``sources`` folder next to the DAG files (dags/sources/), which Amazon MWAA syncs too.
+    sources_folder: str = ""
     # Scheduled full sync: a cron/preset string, or empty for manual runs only.
     schedule: str = ""
     default_url: str = ""

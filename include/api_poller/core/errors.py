@@ -36,6 +36,32 @@ class InvalidMetadata(FatalError):
     """The partner API's metadata cannot be planned from."""
 
 
+class SourceError(FatalError):
+    """A source file is unusable; the message names the file and the field: ``file: field: why``."""
+
+    def __init__(self, file: str, field: str, message: str) -> None:
+        super().__init__(f"{file}: {field}: {message}" if field else f"{file}: {message}")
+        self.file = file
+        self.field = field
+        self.reason = message
+
+
+class ResponseShapeError(FatalError):
+    """A response lacks what the source declares: records, a total, a cursor, a next link."""
+
+
+class PaginationLoop(FatalError):
+    """The API sent back a cursor or next link already followed: walking on would never end."""
+
+
+class CrossOriginRequest(FatalError):
+    """A request (a next link, a redirect, a token URL) would leave the Connection's origin."""
+
+
+class AuthenticationError(FatalError):
+    """Credentials are missing from the Connection, or the partner refused them."""
+
+
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
