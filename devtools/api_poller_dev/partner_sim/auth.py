@@ -23,7 +23,8 @@ REALM = "partner-api"
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # surrogateescape: aiohttp decodes non-UTF-8 header bytes that way; they must not raise here.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def _scheme_value(request: web.Request, scheme: str) -> str | None:

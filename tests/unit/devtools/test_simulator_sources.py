@@ -7,6 +7,7 @@ import base64
 import itertools
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -333,6 +334,21 @@ def test_each_static_auth_kind_accepts_good_and_rejects_missing_or_wrong_credent
     assert "wrong" in wrong.body["error"]
     assert unguarded == [200, 200]
     assert stats["by_status"] == {"200": 4, "401": 3}
+
+
+@pytest.mark.parametrize("kind", ["api_key_header", "bearer", "basic"])
+def test_credentials_that_are_not_utf8_are_refused_not_a_server_error(kind: str) -> None:
+    with run_in_thread(SimulatorConfig(auth=AuthConfig(kind=kind), **QUIET)) as base_url:
+        url = urlsplit(base_url)
+        assert url.hostname is not None and url.port is not None
+        with socket.create_connection((url.hostname, url.port), timeout=10) as client:
+            authorization = b"Basic /w==" if kind == "basic" else b"Bearer \xff"  # b64 of 0xff
+            client.sendall(
+                b"GET /offset/items HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"X-API-Key: \xff\xfe\r\nAuthorization: " + authorization + b"\r\n\r\n"
+            )
+            status_line = client.makefile("rb").readline()
+    assert status_line.startswith(b"HTTP/1.1 401 ")
 
 
 def test_api_key_query_is_never_copied_into_next_links() -> None:
