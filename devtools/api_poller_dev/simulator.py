@@ -29,7 +29,7 @@ interleave. ``/health``, ``/stats`` (counters, per endpoint and per page too) an
 
 Run it with ``python -m api_poller_dev.simulator --total-records 500`` (``--help`` lists the
 flags) or, from tests, ``with run_in_thread(SimulatorConfig(...)) as base_url: ...``;
-``partner_sim.recording.recording_server()`` records what reaches a second port.
+``recording_server()`` (from ``partner_sim.recording``) records what reaches a second port.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from api_poller_dev.partner_sim.dataset import Dataset, record_id, record_text
 from api_poller_dev.partner_sim.faults import Attempts
 from api_poller_dev.partner_sim.paginators import NOT_A_NUMBER
 from api_poller_dev.partner_sim.params import int_param
+from api_poller_dev.partner_sim.recording import RecordedRequest, RecordingServer, recording_server
 from api_poller_dev.partner_sim.state import ATTEMPTS_KEY, CONFIG_KEY, DATASET_KEY, STATS_KEY, TOKENS_KEY
 from api_poller_dev.partner_sim.stats import FAULT_KINDS, SimulatorStats
 from api_poller_dev.partner_sim.threaded import ThreadedApp, start_app
@@ -72,6 +73,8 @@ __all__ = [
     "RETRY_AFTER_HTTP_DATE",
     "AuthConfig",
     "Misbehaviour",
+    "RecordedRequest",
+    "RecordingServer",
     "RunningSimulator",
     "SimulatorConfig",
     "SimulatorStats",
@@ -80,6 +83,7 @@ __all__ = [
     "parse_args",
     "record_id",
     "record_text",
+    "recording_server",
     "run_in_thread",
 ]
 

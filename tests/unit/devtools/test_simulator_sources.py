@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from api_poller_dev.partner_sim.recording import recording_server
 from api_poller_dev.simulator import (
     AuthConfig,
     Misbehaviour,
@@ -24,6 +23,7 @@ from api_poller_dev.simulator import (
     parse_args,
     record_id,
     record_text,
+    recording_server,
     run_in_thread,
 )
 
