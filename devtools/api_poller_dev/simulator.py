@@ -15,7 +15,8 @@ pagination style a source may declare (details in ``partner_sim.paginators``)::
     GET /next-body/items?offset=N&limit=M       {"items": [...], "links": {"next": "<url>" | null}}
     GET /link/items?page=P&per_page=S           [...] + Link: <url>; rel="next" (not on the last page)
 
-each also taking ``updated_since=<ISO-8601>`` and ``min_id=<n>`` (inclusive filters). Every data
+each also taking ``updated_since=<ISO-8601>`` and ``min_id=<n>`` (inclusive filters; also
+``filter=updated_at>=<ISO-8601>`` / ``filter=id>=<n>``). Every data
 endpoint has configurable latency, injected faults (drop, hang, 429 + ``Retry-After``, 5xx,
 truncated body; see ``partner_sim.faults``), "poison" records lacking their ``id``, optional
 gappy ids and large payloads, one auth kind per instance (none, basic, bearer, API key in a
@@ -263,7 +264,8 @@ _AUTH_FLAGS = {
 _MISBEHAVIOUR_FLAGS = ("loop_after_pages", "foreign_next_url", "total_not_a_number", "redirect_to", "endless")
 
 _EPILOG = """\
-endpoints (GET unless POST; the /.../items ones also take updated_since=<ISO-8601> and min_id=<n>):
+endpoints (GET unless POST; the /.../items ones also take the inclusive filters updated_since=<ISO-8601>,
+min_id=<n>, filter=updated_at>=<ISO-8601> and filter=id>=<n>):
   /payload?startAt=N&count=M            the seed's protocol
   /offset/items?offset=N&limit=M        {"data": {"items": [...]}, "meta": {"total": T}}
   /pages/items?page=P&per_page=S        {"results": [...], "total_records": T, "total_pages": X}

@@ -1,8 +1,9 @@
 """The same records behind one endpoint per pagination style.
 
 Every endpoint takes the incremental filters ``updated_since=<ISO-8601>`` (records with
-``updated_at`` >= it) and ``min_id=<n>`` (records with ``id`` >= n); positions (offset, page,
-cursor) count within the filtered records. Page sizes default to, and may not exceed,
+``updated_at`` >= it) and ``min_id=<n>`` (records with ``id`` >= n), also spelled
+``filter=updated_at>=<ISO-8601>`` / ``filter=id>=<n>`` (for a source's filter template); positions
+(offset, page, cursor) count within the filtered records. Page sizes default to, and may not exceed,
 ``SimulatorConfig.page_size``. Next links are absolute, keep the request's query (credential
 parameters left out: a client adds its own) and change only the position.
 

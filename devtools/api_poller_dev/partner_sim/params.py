@@ -24,6 +24,27 @@ def _shown(raw: str) -> str:
     return repr(raw if len(raw) <= 40 else raw[:40] + "...")
 
 
+def _parse_int(name: str, raw: str) -> int:
+    # isascii+isdigit: rejects "-1", "+1", " 1", "1_0" and unicode digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS):
+        raise BadRequest(f"query parameter {name!r} must be a non-negative integer, got {_shown(raw)}")
+    return int(raw)
+
+
+def _parse_timestamp(name: str, raw: str) -> datetime:
+    """An ISO-8601 timestamp (a naive one is taken as UTC)."""
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        # A '+' left unencoded in a query string arrives as a space.
+        hint = " (send '+' as %2B)" if " " in raw else ""
+        raise BadRequest(
+            f"query parameter {name!r} must be an ISO-8601 timestamp such as 2025-01-01T00:00:00Z, "
+            f"got {_shown(raw)}{hint}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def int_param(request: web.Request, name: str, *, default: int | None = None, minimum: int = 0) -> int:
     """A non-negative integer parameter (``default`` when absent; required if that is None)."""
     raw = request.query.get(name)
@@ -31,10 +52,7 @@ def int_param(request: web.Request, name: str, *, default: int | None = None, mi
         if default is None:
             raise BadRequest(f"missing query parameter {name!r}")
         return default
-    # isascii+isdigit: rejects "-1", "+1", " 1", "1_0" and unicode digits.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS):
-        raise BadRequest(f"query parameter {name!r} must be a non-negative integer, got {_shown(raw)}")
-    value = int(raw)
+    value = _parse_int(name, raw)
     if value < minimum:
         raise BadRequest(f"query parameter {name!r} must be >= {minimum}, got {value}")
     return value
@@ -48,27 +66,27 @@ def page_size_param(request: web.Request, name: str, largest: int) -> int:
     return size
 
 
-def timestamp_param(request: web.Request, name: str) -> datetime | None:
-    """An ISO-8601 timestamp (a naive one is taken as UTC), or None when absent."""
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        # A '+' left unencoded in a query string arrives as a space.
-        hint = " (send '+' as %2B)" if " " in raw else ""
-        raise BadRequest(
-            f"query parameter {name!r} must be an ISO-8601 timestamp such as 2025-01-01T00:00:00Z, "
-            f"got {_shown(raw)}{hint}"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def record_filter(request: web.Request) -> RecordFilter:
-    """The incremental filters every paginated endpoint takes: ``updated_since`` and ``min_id``."""
+    """The incremental filters every paginated endpoint takes, all inclusive lower bounds, ANDed.
+
+    ``updated_since=<ISO-8601>``, ``min_id=<n>``, and ``filter=updated_at>=<ISO-8601>`` /
+    ``filter=id>=<n>`` (repeatable; for a source's ``filter_template``).
+    """
+    updated_since = request.query.get("updated_since")
     min_id = request.query.get("min_id")
-    return RecordFilter(
-        updated_since=timestamp_param(request, "updated_since"),
-        min_id=None if min_id is None else int_param(request, "min_id"),
-    )
+    since = None if updated_since is None else _parse_timestamp("updated_since", updated_since)
+    lowest_id = None if min_id is None else _parse_int("min_id", min_id)
+    for expression in request.query.getall("filter", []):
+        field, sep, value = expression.partition(">=")
+        if sep and field == "updated_at":
+            moment = _parse_timestamp("filter", value)
+            since = moment if since is None else max(since, moment)
+        elif sep and field == "id":
+            number = _parse_int("filter", value)
+            lowest_id = number if lowest_id is None else max(lowest_id, number)
+        else:
+            raise BadRequest(
+                "query parameter 'filter' must be updated_at>=<ISO-8601> or id>=<n>, "
+                f"got {_shown(expression)}"
+            )
+    return RecordFilter(updated_since=since, min_id=lowest_id)

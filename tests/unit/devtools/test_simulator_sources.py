@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from api_poller_dev.simulator import (
@@ -226,13 +226,17 @@ def test_first_page_may_be_zero(paginator: str) -> None:
     config = SimulatorConfig(total_records=95, first_page=0, **QUIET)
     with run_in_thread(config) as base_url:
         records, urls = walk(base_url, paginator, limit=30, first_page=0)
-        below = call(f"{base_url}/pages/items?page=0").status
+        page_zero = call(f"{base_url}/{paginator}/items?page=0&per_page=30").body
     assert [record["id"] for record in records] == list(range(95))
-    assert "page=0" in urls[0] or paginator == "link"
-    assert len(urls) == 4
-    assert below == 200
-    with run_in_thread(SimulatorConfig(total_records=95, **QUIET)) as base_url:
-        answer = call(f"{base_url}/pages/items?page=0")
+    pages_asked = [parse_qs(urlsplit(url).query).get("page") for url in urls]
+    first_asked = ["0"] if paginator == "pages" else None  # the Link walk starts without a page
+    assert pages_asked == [first_asked, ["1"], ["2"], ["3"]]
+    results = page_zero["results"] if paginator == "pages" else page_zero
+    assert [record["id"] for record in results] == list(range(30))
+
+
+def test_page_zero_is_refused_when_pages_start_at_one(gappy_api: str) -> None:
+    answer = call(f"{gappy_api}/pages/items?page=0")
     assert (answer.status, answer.body) == (400, {"error": "query parameter 'page' must be >= 1, got 0"})
 
 
@@ -518,6 +522,22 @@ def test_filters_by_min_id_and_updated_since_combine(gappy_api: str) -> None:
     assert totals == {"total": 50}
     none_left, _ = walk(gappy_api, "cursor-has-more", query="updated_since=2030-01-01T00:00:00Z")
     assert none_left == []
+
+
+def test_filter_expressions_for_filter_templates(gappy_api: str) -> None:
+    by_time, _ = walk(gappy_api, "offset", query=f"filter={quote('updated_at>=2025-01-01T04:00:00Z')}")
+    stamps = [record["updated_at"] for record in by_time]
+    assert stamps[:2] == ["2025-01-01T04:00:00Z", "2025-01-01T04:01:00Z"]
+    assert len(stamps) == 10
+    # Repeated and mixed with the plain parameters, the tightest bound wins (all ANDed).
+    lowest = record_id(GAPPY, 245)
+    query = f"filter={quote(f'id>={lowest}')}&filter={quote('updated_at>=2025-01-01T04:00:00Z')}&min_id=0"
+    both, _ = walk(gappy_api, "cursor", query=query)
+    assert [record["id"] for record in both] == [record_id(GAPPY, offset) for offset in range(245, 250)]
+    for bad in ("updated_at>yesterday", "name>=x", "id>=-1", "updated_at>=soon"):
+        answer = call(f"{gappy_api}/cursor/items?filter={quote(bad)}")
+        assert answer.status == 400
+        assert answer.body["error"].startswith("query parameter 'filter' must be ")
 
 
 @pytest.mark.parametrize(
