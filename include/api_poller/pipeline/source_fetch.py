@@ -7,11 +7,13 @@ Two modes, as planned by ``pipeline.source_plan``:
   marked done, pages already saved are announced again, only the others are fetched.
 * **walk**: pages fetched one after another from page 1, each next request chosen by the
   paginator from the page before. Each page is saved and enqueued as soon as it arrives (while
-  the next one is fetched), with its record count in its status. The walk ends on a paginator stop (empty page, last page, no cursor,
-  ``has_more`` false, no next link, ``max_pages``), or on a failure: a page that cannot be fetched,
-  a cursor or next link that repeats (a loop), a next link to another host, a body without what
-  the source declares (a page S3 refuses is failed too, but the walk goes on). A failure is recorded as the FailedToComplete status of the page that
-  could not be had (with the reason), so the job reports incomplete instead of the task crashing.
+  the next one is fetched), with its record count in its status. The walk ends on a paginator
+  stop (empty page, last page, no cursor, ``has_more`` false, no next link, ``max_pages``), or on
+  a failure: a page that cannot be fetched, a cursor or next link that repeats (a loop), a next
+  link to another host, a body without what the source declares. Such a failure is recorded as
+  the FailedToComplete status of the page that could not be had (with the reason), so the job
+  reports incomplete instead of the task crashing (a page S3 refuses is failed alone: the walk
+  goes on).
   The last page's status and the task's return value say how the walk ended (pages discovered,
   stop reason, truncated by ``max_pages``).
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -302,7 +304,7 @@ async def _walk(
     client: SourceClient,
     sink: _PageSink,
     processed_before: set[str],
-    save: Callable[[str, SourcePage, dict[str, Any]], Awaitable[bool]],
+    save: Callable[[str, SourcePage, dict[str, Any]], Coroutine[Any, Any, bool]],
     room: asyncio.Semaphore,
     saving: set[asyncio.Task[bool]],
 ) -> None:
