@@ -263,7 +263,7 @@ def create_app():
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from api_poller.adapters.progress import load_job_progress, load_page_statuses, load_plan
-    from api_poller.operations.retention import has_status, job_expired
+    from api_poller.operations.retention.expiry import has_status, job_expired
     from api_poller.settings import load_settings
 
     app = FastAPI(
