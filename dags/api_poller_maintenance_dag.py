@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 
 from api_poller import names
+from api_poller.aws.clients import S3Client, SqsClient
 from api_poller.settings import load_settings
 
 settings = load_settings()
@@ -91,7 +92,7 @@ def api_poller_maintenance() -> None:
         from api_poller.operations.retention.raw_leftovers import remove_expired_raw_payloads
 
         as_of, retention_days, dry_run = _run_options()
-        s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+        s3: S3Client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
         try:
             return remove_expired_raw_payloads(
                 s3, settings.raw_bucket, cutoff=as_of - timedelta(days=retention_days), dry_run=dry_run
@@ -108,7 +109,7 @@ def api_poller_maintenance() -> None:
         from api_poller.operations.retention.dead_letters import expiring_dead_letters
 
         as_of, _, _ = _run_options()
-        sqs = SqsHook(aws_conn_id=settings.aws_conn_id).conn
+        sqs: SqsClient = SqsHook(aws_conn_id=settings.aws_conn_id).conn
         try:
             queue_url = sqs.get_queue_url(QueueName=settings.dead_letter_queue_name)["QueueUrl"]
         except sqs.exceptions.QueueDoesNotExist:

@@ -44,7 +44,7 @@ def expiring_dead_letters(
         QueueUrl=queue_url, AttributeNames=["MessageRetentionPeriod", "ApproximateNumberOfMessages"]
     )["Attributes"]
     retention = timedelta(seconds=int(attributes["MessageRetentionPeriod"]))
-    seen: list[dict[str, Any]] = []
+    seen: list[Mapping[str, Any]] = []
     try:
         while len(seen) < max_messages:
             batch = sqs_client.receive_message(

@@ -82,10 +82,12 @@ class MetadataDbStatusStore:
     def purge_xcoms_before(self, dag_id: str, before: datetime, dry_run: bool) -> int:
         found = self._count(dag_id, before)
         if found and not dry_run:
+            import pendulum
             from airflow.utils.db_cleanup import run_cleanup
 
             run_cleanup(
-                clean_before_timestamp=before,
+                # pendulum DateTime is a datetime subclass; run_cleanup only compares it.
+                clean_before_timestamp=pendulum.instance(before),
                 table_names=["xcom"],
                 dag_ids=[dag_id],
                 skip_archive=True,

@@ -47,7 +47,7 @@ class RunSpan:
         start_date: datetime | str | None = None,
         end_date: datetime | str | None = None,
     ) -> RunSpan:
-        times = [t for t in map(as_utc, (run_after, queued_at, start_date)) if t is not None]
+        times = [t for t in (as_utc(value) for value in (run_after, queued_at, start_date)) if t is not None]
         if not times:
             raise ValueError(f"run {run_id} has no run_after, queued_at or start_date")
         first = min(times)
