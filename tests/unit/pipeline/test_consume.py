@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from api_poller.aws.messaging import PagePointer, send_message_batch
-from api_poller.aws.resources import ensure_resources
 from api_poller.core.keys import processed_key, processed_prefix, raw_payload_key
 from api_poller.core.lifecycle import PageState, StatusRecorder, summarize
 from api_poller.core.planning import page_id
 from api_poller.pipeline.consume import PageConsumer, RunOutcome
 from api_poller.settings import PollerSettings
+from tests.unit.pipeline.conftest import MotoStack
 
 SETTINGS = PollerSettings()
 JOB = "manual__2026-12-02T05:00:00+00:00"
@@ -34,29 +32,13 @@ RECORDS_PER_PAGE = 10
 RUN_LIMIT = 30.0
 
 
-@dataclass
-class Stack:
-    s3: Any
-    sqs: Any
-    queue_url: str
-    dead_letter_queue_url: str
-
-    def depth(self, queue_url: str) -> dict[str, int]:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        attributes = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-        return {"visible": int(attributes[names[0]]), "in_flight": int(attributes[names[1]])}
-
-    def keys(self, bucket: str) -> list[str]:
-        listing = self.s3.list_objects_v2(Bucket=bucket)
-        return sorted(item["Key"] for item in listing.get("Contents", []))
-
-    def output_ids(self, job_id: str = JOB) -> list[int]:
-        ids = []
-        for key in self.keys(SETTINGS.processed_bucket):
-            if key.startswith(processed_prefix(job_id)):
-                body = self.s3.get_object(Bucket=SETTINGS.processed_bucket, Key=key)["Body"].read()
-                ids.extend(json.loads(line)["id"] for line in body.splitlines())
-        return ids
+def output_ids(stack: MotoStack, job_id: str = JOB) -> list[int]:
+    """The record ids in a job's processed output."""
+    ids = []
+    for key in stack.keys(SETTINGS.processed_bucket, processed_prefix(job_id)):
+        body = stack.s3.get_object(Bucket=SETTINGS.processed_bucket, Key=key)["Body"].read()
+        ids.extend(json.loads(line)["id"] for line in body.splitlines())
+    return ids
 
 
 @dataclass
@@ -113,16 +95,9 @@ class DiesOnDelete(CallCounter):
         return super().__getattr__(name)
 
 
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        urls = ensure_resources(s3, sqs, SETTINGS, create=True)
-        yield Stack(s3, sqs, urls["queue_url"], urls["dead_letter_queue_url"])
-
-
-def save_raw(stack: Stack, page: int, job_id: str = JOB, records: list[dict] | None = None) -> PagePointer:
+def save_raw(
+    stack: MotoStack, page: int, job_id: str = JOB, records: list[dict] | None = None
+) -> PagePointer:
     """A raw page as the fetch step saves it; its pointer."""
     start = page * RECORDS_PER_PAGE
     payload = records if records is not None else [{"id": start + i} for i in range(RECORDS_PER_PAGE)]
@@ -138,7 +113,7 @@ def pointer(page: int, job_id: str = JOB) -> PagePointer:
     return PagePointer(job_id, page_id(page), SETTINGS.raw_bucket, key, start, RECORDS_PER_PAGE)
 
 
-def announce(stack: Stack, pointers: list[PagePointer], queue_url: str | None = None) -> None:
+def announce(stack: MotoStack, pointers: list[PagePointer], queue_url: str | None = None) -> None:
     for start in range(0, len(pointers), 10):
         batch = pointers[start : start + 10]
         _, failed = send_message_batch(stack.sqs, queue_url or stack.queue_url, batch)
@@ -151,7 +126,7 @@ def enqueued(*pages: int) -> dict[str, dict[str, Any]]:
 
 
 def consumer(
-    stack: Stack,
+    stack: MotoStack,
     pages: range | list[int],
     fetch: FakeFetch,
     *,
@@ -190,13 +165,13 @@ def state(recorder: StatusRecorder, page: int) -> str | None:
 # --- processing -------------------------------------------------------------------------------
 
 
-def test_every_announced_page_is_processed_and_its_raw_page_and_message_deleted(stack: Stack) -> None:
+def test_every_announced_page_is_processed_and_its_raw_page_and_message_deleted(stack: MotoStack) -> None:
     announce(stack, [save_raw(stack, page) for page in range(12)])
     job, recorder = consumer(stack, range(12), FakeFetch(records=enqueued(*range(12))))
 
     assert job.run(RUN_LIMIT) is RunOutcome.SETTLED
 
-    assert sorted(stack.output_ids()) == list(range(12 * RECORDS_PER_PAGE))
+    assert sorted(output_ids(stack)) == list(range(12 * RECORDS_PER_PAGE))
     assert summarize(recorder.records, 12)["SuccessfullyCompleted"] == 12
     assert recorder.records[page_id(3)]["records"] == RECORDS_PER_PAGE
     assert recorder.records[page_id(3)]["processed_key"] == processed_key(JOB, page_id(3))
@@ -204,7 +179,7 @@ def test_every_announced_page_is_processed_and_its_raw_page_and_message_deleted(
     assert stack.depth(stack.queue_url) == {"visible": 0, "in_flight": 0}
 
 
-def test_raw_pages_and_messages_are_deleted_one_call_per_received_batch(stack: Stack) -> None:
+def test_raw_pages_and_messages_are_deleted_one_call_per_received_batch(stack: MotoStack) -> None:
     announce(stack, [save_raw(stack, page) for page in range(25)])
     s3, sqs = CallCounter(stack.s3), CallCounter(stack.sqs)
     job, _ = consumer(stack, range(25), FakeFetch(records=enqueued(*range(25))), s3=s3, sqs=sqs)
@@ -218,7 +193,7 @@ def test_raw_pages_and_messages_are_deleted_one_call_per_received_batch(stack: S
     assert sqs.calls["delete_message"] == 0 and s3.calls["delete_object"] == 0
 
 
-def test_a_message_seen_again_after_its_page_was_processed_is_only_deleted(stack: Stack) -> None:
+def test_a_message_seen_again_after_its_page_was_processed_is_only_deleted(stack: MotoStack) -> None:
     fetch = FakeFetch(finished=False, running=False, records=enqueued(0, 1))
     first = save_raw(stack, 0)
     announce(stack, [first])
@@ -236,21 +211,23 @@ def test_a_message_seen_again_after_its_page_was_processed_is_only_deleted(stack
     assert processed_key(JOB, page_id(0)) not in s3.put_keys  # not processed again
     again = stack.s3.get_object(Bucket=SETTINGS.processed_bucket, Key=processed_key(JOB, page_id(0)))
     assert again["ETag"] == output["ETag"] and again["LastModified"] == output["LastModified"]
-    assert sorted(stack.output_ids()) == list(range(2 * RECORDS_PER_PAGE))  # each record once
+    assert sorted(output_ids(stack)) == list(range(2 * RECORDS_PER_PAGE))  # each record once
     assert state(recorder, 0) == PageState.SUCCESSFULLY_COMPLETED
     assert recorder.records[page_id(0)]["records"] == RECORDS_PER_PAGE
     assert summarize(recorder.records, 2)["SuccessfullyCompleted"] == 2
     assert stack.depth(stack.queue_url) == {"visible": 0, "in_flight": 0}
 
 
-def test_another_jobs_message_is_processed_but_never_recorded_or_settled_for_this_job(stack: Stack) -> None:
+def test_another_jobs_message_is_processed_but_never_recorded_or_settled_for_this_job(
+    stack: MotoStack,
+) -> None:
     # The other job's page has the same page id as one of this job's.
     announce(stack, [save_raw(stack, 0, job_id=OTHER_JOB), save_raw(stack, 1)])
     job, recorder = consumer(stack, range(2), FakeFetch(finished=False, running=False))
 
     assert job.run(RUN_LIMIT, yield_when_idle_seconds=0.01) is RunOutcome.GAVE_WAY
 
-    assert sorted(stack.output_ids(OTHER_JOB)) == list(range(RECORDS_PER_PAGE))  # processed for it
+    assert sorted(output_ids(stack, OTHER_JOB)) == list(range(RECORDS_PER_PAGE))  # processed for it
     assert stack.depth(stack.queue_url) == {"visible": 0, "in_flight": 0}
     assert page_id(0) not in recorder.records
     assert job.pending == {page_id(0)}
@@ -260,7 +237,7 @@ def test_another_jobs_message_is_processed_but_never_recorded_or_settled_for_thi
 # --- failures and the dead-letter queue -------------------------------------------------------
 
 
-def test_a_failed_message_is_offered_again_only_after_the_retry_delay(stack: Stack) -> None:
+def test_a_failed_message_is_offered_again_only_after_the_retry_delay(stack: MotoStack) -> None:
     announce(stack, [save_raw(stack, 0, records=[{"no": "id"}])])
     job, recorder = consumer(stack, [0], FakeFetch(finished=False, running=True), retry_delay_seconds=600)
 
@@ -273,7 +250,9 @@ def test_a_failed_message_is_offered_again_only_after_the_retry_delay(stack: Sta
     assert "record 0 has no 'id'" in record["error"]
 
 
-def test_a_page_that_fails_three_times_is_dead_lettered_and_failed_with_its_last_error(stack: Stack) -> None:
+def test_a_page_that_fails_three_times_is_dead_lettered_and_failed_with_its_last_error(
+    stack: MotoStack,
+) -> None:
     announce(stack, [save_raw(stack, 0, records=[{"no": "id"}]), save_raw(stack, 1)])
     job, recorder = consumer(stack, range(2), FakeFetch(records=enqueued(0, 1)))
 
@@ -289,7 +268,7 @@ def test_a_page_that_fails_three_times_is_dead_lettered_and_failed_with_its_last
     assert stack.depth(stack.queue_url) == {"visible": 0, "in_flight": 0}
 
 
-def test_other_jobs_dead_letters_are_left_visible_and_unrecorded(stack: Stack) -> None:
+def test_other_jobs_dead_letters_are_left_visible_and_unrecorded(stack: MotoStack) -> None:
     announce(stack, [pointer(0, job_id=OTHER_JOB), pointer(5, job_id=OTHER_JOB)], stack.dead_letter_queue_url)
     announce(stack, [save_raw(stack, 0, records=[{"no": "id"}])])
     job, recorder = consumer(stack, [0], FakeFetch(records=enqueued(0)))
@@ -301,7 +280,7 @@ def test_other_jobs_dead_letters_are_left_visible_and_unrecorded(stack: Stack) -
     assert stack.depth(stack.dead_letter_queue_url) == {"visible": 3, "in_flight": 0}
 
 
-def test_a_message_whose_raw_page_is_gone_succeeds_from_the_processed_output(stack: Stack) -> None:
+def test_a_message_whose_raw_page_is_gone_succeeds_from_the_processed_output(stack: MotoStack) -> None:
     key = processed_key(JOB, page_id(0))
     stack.s3.put_object(Bucket=SETTINGS.processed_bucket, Key=key, Body=b"{}\n", Metadata={"records": "7"})
     announce(stack, [pointer(0)])  # its raw page was deleted by the consumer that processed it
@@ -315,7 +294,9 @@ def test_a_message_whose_raw_page_is_gone_succeeds_from_the_processed_output(sta
     assert stack.depth(stack.queue_url) == {"visible": 0, "in_flight": 0}
 
 
-def test_a_message_whose_raw_page_and_output_are_both_gone_fails_with_a_clear_reason(stack: Stack) -> None:
+def test_a_message_whose_raw_page_and_output_are_both_gone_fails_with_a_clear_reason(
+    stack: MotoStack,
+) -> None:
     announce(stack, [pointer(0)])
     job, recorder = consumer(stack, [0], FakeFetch(records=enqueued(0)))
 
@@ -330,7 +311,9 @@ def test_a_message_whose_raw_page_and_output_are_both_gone_fails_with_a_clear_re
 # --- the fetch step's outcomes, restarts, giving way ------------------------------------------
 
 
-def test_pages_the_fetch_never_enqueued_are_settled_only_once_the_fetch_has_finished(stack: Stack) -> None:
+def test_pages_the_fetch_never_enqueued_are_settled_only_once_the_fetch_has_finished(
+    stack: MotoStack,
+) -> None:
     fetch = FakeFetch(finished=False, running=False)
     announce(stack, [save_raw(stack, 0)])
     job, recorder = consumer(stack, range(4), fetch)
@@ -353,7 +336,9 @@ def test_pages_the_fetch_never_enqueued_are_settled_only_once_the_fetch_has_fini
         assert recorder.records[page_id(page)]["reason"].startswith("never enqueued")
 
 
-def test_a_consumer_restarted_mid_batch_finishes_the_job_with_each_page_recorded_once(stack: Stack) -> None:
+def test_a_consumer_restarted_mid_batch_finishes_the_job_with_each_page_recorded_once(
+    stack: MotoStack,
+) -> None:
     # Messages a dead consumer received come back after the queue's visibility timeout.
     stack.sqs.set_queue_attributes(QueueUrl=stack.queue_url, Attributes={"VisibilityTimeout": "1"})
     announce(stack, [save_raw(stack, page) for page in range(25)])
@@ -366,27 +351,27 @@ def test_a_consumer_restarted_mid_batch_finishes_the_job_with_each_page_recorded
     second, recorder = consumer(stack, range(25), fetch)
     assert second.run(RUN_LIMIT) is RunOutcome.SETTLED
 
-    assert sorted(stack.output_ids()) == list(range(25 * RECORDS_PER_PAGE))
+    assert sorted(output_ids(stack)) == list(range(25 * RECORDS_PER_PAGE))
     assert summarize(recorder.records, 25) == {**summarize({}, 25), "SuccessfullyCompleted": 25}
     assert stack.depth(stack.queue_url) == {"visible": 0, "in_flight": 0}  # none left to the next job
     assert stack.keys(SETTINGS.raw_bucket) == []
     assert stack.depth(stack.dead_letter_queue_url) == {"visible": 0, "in_flight": 0}
 
 
-def test_an_idle_consumer_gives_way_when_no_fetch_task_runs(stack: Stack) -> None:
+def test_an_idle_consumer_gives_way_when_no_fetch_task_runs(stack: MotoStack) -> None:
     job, _ = consumer(stack, [0], FakeFetch(finished=False, running=False))
 
     assert job.run(RUN_LIMIT, yield_when_idle_seconds=0.01) is RunOutcome.GAVE_WAY
     assert job.pending == {page_id(0)}
 
 
-def test_an_idle_consumer_keeps_waiting_while_a_fetch_task_runs(stack: Stack) -> None:
+def test_an_idle_consumer_keeps_waiting_while_a_fetch_task_runs(stack: MotoStack) -> None:
     job, _ = consumer(stack, [0], FakeFetch(finished=False, running=True))
 
     assert job.run(0.3, yield_when_idle_seconds=0.01) is RunOutcome.PENDING
 
 
-def test_an_idle_consumer_never_gives_way_unless_asked(stack: Stack) -> None:
+def test_an_idle_consumer_never_gives_way_unless_asked(stack: MotoStack) -> None:
     job, _ = consumer(stack, [0], FakeFetch(finished=False, running=False))
 
     assert job.run(0.3) is RunOutcome.PENDING
