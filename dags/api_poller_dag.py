@@ -181,6 +181,7 @@ def api_poller() -> None:
             timeout=settings.process_timeout_seconds,
             status_flush_seconds=settings.status_flush_seconds,
             workers=settings.process_workers,
+            yield_when_idle_seconds=settings.process_yield_seconds or None,
         )
 
     reported = report()
