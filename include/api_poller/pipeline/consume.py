@@ -59,7 +59,7 @@ from api_poller.pipeline.progress_log import ProgressLog
 
 log = logging.getLogger(__name__)
 
-Message = dict[str, Any]
+Message = Mapping[str, Any]
 
 RECEIVE_KWARGS: dict[str, Any] = {
     "MaxNumberOfMessages": 10,
@@ -283,12 +283,16 @@ class PageConsumer:
             QueueUrl=self._queue_url, AttributeNames=["VisibilityTimeout"]
         )["Attributes"]
         deadline = time.monotonic() + int(attributes["VisibilityTimeout"]) + 5
-        counters = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         while time.monotonic() < deadline:
             if self._consume_once(pool):
                 continue
-            counts = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=counters)
-            if not any(int(counts["Attributes"].get(name, 0)) for name in counters):
+            counts = self._sqs.get_queue_attributes(
+                QueueUrl=self._queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            visible = int(counts.get("ApproximateNumberOfMessages", "0"))
+            in_flight = int(counts.get("ApproximateNumberOfMessagesNotVisible", "0"))
+            if not visible and not in_flight:
                 break
         self._finish_batches(keep=0)
         self._sweep_at_end = False
