@@ -16,7 +16,14 @@ from moto import mock_aws
 
 from api_poller.aws.clients import SqsClient
 from api_poller.aws.messaging import PagePointer, message_attributes, message_body, message_page_id
-from api_poller.operations.redrive import redrive_dead_letters
+from api_poller.operations.redrive import (
+    PASSWORD_VARIABLE,
+    USERNAME_VARIABLE,
+    CredentialsError,
+    main,
+    read_credentials,
+    redrive_dead_letters,
+)
 
 JOB = "manual__2026-12-02T05:00:00+00:00"
 OTHER_JOB = "manual__2026-12-01T05:00:00+00:00"
@@ -120,3 +127,40 @@ def test_an_empty_dead_letter_queue_moves_nothing(queues: Queues):
     result = redrive_dead_letters(queues.sqs, queues.dead_letters, queues.queue, JOB)
     assert (result.moved, result.failed) == ([], {})
     assert visible_pages(queues.sqs, queues.queue) == []
+
+
+# -- the command line's credentials -----------------------------------------------------------------
+
+
+def test_credentials_come_from_the_environment():
+    environ = {USERNAME_VARIABLE: "ops", PASSWORD_VARIABLE: "s3cret"}
+    assert read_credentials(None, environ) == ("ops", "s3cret")
+
+
+@pytest.mark.parametrize("content", ['{"username": "ops", "password": "s3:cret"}', "ops:s3:cret\n"])
+def test_credentials_come_from_a_json_or_user_password_file(tmp_path, content):
+    path = tmp_path / "airflow-credentials"
+    path.write_text(content)
+    assert read_credentials(path, {}) == ("ops", "s3:cret")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read"), ('{"username": "ops"}', "must hold"), ("ops", "holds no user name and password")],
+)
+def test_unusable_credentials_files_are_refused_clearly(tmp_path, content, message):
+    path = tmp_path / "airflow-credentials"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(CredentialsError, match=message):
+        read_credentials(path, {})
+
+
+def test_the_command_line_has_no_password_option_and_says_where_credentials_go(capsys):
+    with pytest.raises(SystemExit):
+        main(["--job-id", "j", "--airflow-url", "http://127.0.0.1:9", "--password", "x"], {})
+    assert "unrecognized arguments: --password" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--job-id", "j", "--airflow-url", "http://127.0.0.1:9"], {})
+    advice = f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}, or pass --credentials-file"
+    assert advice in capsys.readouterr().err
