@@ -19,6 +19,7 @@ from airflow.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidation
 from airflow.models.dag import DagModel
 from airflow.models.dagbag import DBDagBag
 from airflow.models.dagrun import DagRun
+from airflow.serialization.definitions.dag import SerializedDAG
 from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType
 from botocore.exceptions import BotoCoreError, ClientError
@@ -256,8 +257,8 @@ def replay_job(
 # -- redriving --------------------------------------------------------------------------------------
 
 
-def clear_processing(run: DagRun, session: Session, dag_bag: DBDagBag) -> int:
-    """Clear the consumer and what follows it in the run (the run goes back to queued); the count."""
+def processing_tasks(run: DagRun, session: Session, dag_bag: DBDagBag) -> tuple[SerializedDAG, list[str]]:
+    """The run's DAG and the task ids a redrive clears: the consumer and what follows it."""
     dag = dag_bag.get_dag_for_run(run, session=session)
     if dag is None:
         raise HTTPException(
@@ -266,9 +267,7 @@ def clear_processing(run: DagRun, session: Session, dag_bag: DBDagBag) -> int:
     subset = dag.partial_subset(
         task_ids=[names.CONSUME_TASK_ID], include_downstream=True, include_upstream=False
     )
-    return dag.clear(
-        task_ids=list(subset.task_dict), run_id=run.run_id, dag_run_state=DagRunState.QUEUED, session=session
-    )
+    return dag, list(subset.task_dict)
 
 
 @router.post(
@@ -285,6 +284,8 @@ def redrive_job(
             status.HTTP_409_CONFLICT,
             f"Job {run.run_id!r} is still {run.state}: redrive its dead letters once it has finished",
         )
+    # The DAG first: nothing is moved unless the consumer can be cleared afterwards.
+    dag, task_ids = processing_tasks(run, session, dag_bag)
     try:
         result = redrive_dead_letters(
             sqs,
@@ -295,7 +296,11 @@ def redrive_job(
     except (RuntimeError, BotoCoreError, ClientError) as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"SQS is not usable: {exc}") from exc
     # Nothing moved, nothing to process again: the run is left as it is.
-    cleared = clear_processing(run, session, dag_bag) if result.moved else 0
+    cleared = 0
+    if result.moved:  # Airflow's own clear; the run is queued again
+        cleared = dag.clear(
+            task_ids=task_ids, run_id=run.run_id, dag_run_state=DagRunState.QUEUED, session=session
+        )
     return JobRedriven(JobId=run.run_id, Moved=result.moved, Failed=result.failed, ClearedTasks=cleared)
 
 
