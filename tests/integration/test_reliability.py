@@ -11,11 +11,11 @@ import os
 import signal
 
 import pytest
-from api_poller_dev.local_airflow import postgres_reachable
+from api_poller_dev.local_airflow import ADMIN_PASSWORD, ADMIN_USER, postgres_reachable
 from api_poller_dev.simulator import SimulatorConfig, run_in_thread
 
 from api_poller.core.keys import processed_prefix, raw_payload_key, raw_prefix
-from api_poller.operations.redrive import clear_consumer_body, redrive_dead_letters
+from api_poller.operations import redrive
 from tests.helpers import (
     DEAD_LETTER_QUEUE,
     PROCESSED_BUCKET,
@@ -112,7 +112,7 @@ def test_a_consumer_killed_mid_processing_is_retried_and_the_job_completes(stack
     assert aws.queue_depth(QUEUE) == 0
 
 
-def test_a_dead_lettered_page_is_accounted_for_then_redriven_to_completion(stack):
+def test_a_dead_lettered_page_is_accounted_for_then_redriven_to_completion(stack, capsys):
     airflow, _, aws = stack
     poisoned = SimulatorConfig(total_records=500, latency_ms=0, error_rate=0.0, poison_pages=frozenset({1}))
     with run_in_thread(poisoned) as base_url:
@@ -132,10 +132,12 @@ def test_a_dead_lettered_page_is_accounted_for_then_redriven_to_completion(stack
         record["id"] = offset
     aws.s3.put_object(Bucket=RAW_BUCKET, Key=key, Body=json.dumps(document).encode())
 
-    queue = aws.sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
-    dead_letters = aws.sqs.get_queue_url(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
-    assert redrive_dead_letters(aws.sqs, dead_letters, queue, run) == ["page-000001"]
-    airflow.request("POST", "/api/v2/dags/api_poller/clearTaskInstances", clear_consumer_body(run))
+    # The documented command: credentials from the environment, the job API does the redrive.
+    credentials = {redrive.USERNAME_VARIABLE: ADMIN_USER, redrive.PASSWORD_VARIABLE: ADMIN_PASSWORD}
+    assert redrive.main(["--job-id", run, "--airflow-url", airflow.base_url], credentials) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["Moved"] == ["page-000001"] and answer["Failed"] == {}
+    assert answer["ClearedTasks"] == 2  # the consumer and the report
     assert airflow.wait_for_run("api_poller", run, timeout=300) == "success"
 
     summary = summary_of(airflow, run)
