@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Param, TaskGroup, dag, get_current_context, task
+from airflow.sdk import TaskGroup, dag, get_current_context, task
 
 from api_poller import names
 from api_poller.adapters.sensor import PageMessageSensor
-from api_poller.core.job_request import MAX_CONCURRENCY, MAX_FETCH_TASKS
+from api_poller.core.job_request import dag_params
 from api_poller.settings import load_settings
 
 if TYPE_CHECKING:
@@ -59,39 +59,7 @@ def _status_recorder() -> StatusRecorder:
     doc_md=DOC,
     tags=["api-poller"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
-    params={
-        "url": Param(
-            settings.default_url or None,
-            type=["null", "string"],
-            title="Partner API URL",
-            description="The paged endpoint, e.g. https://partner.example/payload "
-            "(startAt/count are added). Empty uses API_POLLER_DEFAULT_URL.",
-        ),
-        "page_size": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            title="Page size",
-            description="Records per request; empty uses the API's maxRecordsPerPage (it cannot exceed it).",
-        ),
-        "concurrency": Param(
-            settings.default_concurrency,
-            type="integer",
-            minimum=1,
-            maximum=MAX_CONCURRENCY,
-            title="Concurrency",
-            description="Requests in flight to the partner API for this job, across all fetch tasks.",
-        ),
-        "fetch_tasks": Param(
-            settings.default_fetch_tasks or None,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=MAX_FETCH_TASKS,
-            title="Fetch tasks",
-            description="How many mapped fetch tasks share the pages (never more than the concurrency). "
-            "Empty: chosen from the page count, about 1,000 pages per task.",
-        ),
-    },
+    params=dag_params(settings),
 )
 def api_poller() -> None:
     @task(task_id=names.PREPARE_RESOURCES_TASK)
@@ -181,6 +149,7 @@ def api_poller() -> None:
             timeout=settings.process_timeout_seconds,
             status_flush_seconds=settings.status_flush_seconds,
             workers=settings.process_workers,
+            yield_when_idle_seconds=settings.process_yield_seconds or None,
         )
 
     reported = report()

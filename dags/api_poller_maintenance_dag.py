@@ -1,6 +1,7 @@
 """api_poller_maintenance: retention of the poller's job status, raw leftovers and dead letters.
 
-Three independent tasks, daily. The logic lives in ``api_poller.operations.retention``; this file wires it up.
+Three independent tasks, daily. The logic lives in ``api_poller.operations.retention`` (one module
+per concern); this file wires it up.
 """
 
 from __future__ import annotations
@@ -10,22 +11,25 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 
 from api_poller import names
+from api_poller.aws.clients import S3Client, SqsClient
 from api_poller.settings import load_settings
 
 settings = load_settings()
 
 DOC = f"""
 ### API poller maintenance
-Daily retention for the `api_poller` DAG (`API_POLLER_RETENTION_DAYS`, now {settings.retention_days}):
+Daily retention for the `{names.POLLER_DAG_ID}` DAG (`API_POLLER_RETENTION_DAYS`, now
+{settings.retention_days}):
 
-* **purge_expired_status**: deletes the XComs (page statuses, plan, summary) of `api_poller` runs
-  that ended more than the retention ago, with `airflow db clean` (table `xcom`, DAG `api_poller`
-  only). The DAG runs stay: the job API then answers that the job expired.
-* **remove_expired_raw_payloads**: deletes raw pages left in
+* **{names.PURGE_STATUS_TASK}**: deletes the XComs (page statuses, plan, summary) of
+  `{names.POLLER_DAG_ID}` runs that ended more than the retention ago, with `airflow db clean`
+  (table `xcom`, DAG `{names.POLLER_DAG_ID}` only). The DAG runs stay: the job API then answers
+  that the job expired.
+* **{names.REMOVE_RAW_LEFTOVERS_TASK}**: deletes raw pages left in
   `s3://{settings.raw_bucket}/jobs/<job>/raw/` (pages that never completed) and the error notes in
   `jobs/<job>/errors/`, older than the retention.
-* **report_expiring_dead_letters**: lists the messages of `{settings.dead_letter_queue_name}` that
-  SQS drops within {settings.dead_letter_expiry_margin_days:g} days (job, page, age), without
+* **{names.REPORT_DEAD_LETTERS_TASK}**: lists the messages of `{settings.dead_letter_queue_name}`
+  that SQS drops within {settings.dead_letter_expiry_margin_days:g} days (job, page, age), without
   deleting them.
 
 Trigger it by hand with `dry_run` to see what would go. See docs/operations.md.
@@ -70,25 +74,25 @@ def _run_options() -> tuple[datetime, float, bool]:
         ),
     },
 )
-def api_poller_maintenance():
-    @task
+def api_poller_maintenance() -> None:
+    @task(task_id=names.PURGE_STATUS_TASK)
     def purge_expired_status() -> dict:
-        """Purge the XComs of api_poller runs that ended before the retention (airflow db clean)."""
-        from api_poller.operations.retention import purge_status_from_task
+        """Purge the XComs of the poller's runs that ended before the retention (airflow db clean)."""
+        from api_poller.operations.retention.purge_route import purge_status_from_task
 
         as_of, retention_days, dry_run = _run_options()
         return purge_status_from_task(settings, as_of=as_of, retention_days=retention_days, dry_run=dry_run)
 
-    @task
+    @task(task_id=names.REMOVE_RAW_LEFTOVERS_TASK)
     def remove_expired_raw_payloads() -> dict:
         """Delete raw pages and error notes older than the retention from the raw bucket."""
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from api_poller.operations.retention import remove_expired_raw_payloads
+        from api_poller.operations.retention.raw_leftovers import remove_expired_raw_payloads
 
         as_of, retention_days, dry_run = _run_options()
-        s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+        s3: S3Client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
         try:
             return remove_expired_raw_payloads(
                 s3, settings.raw_bucket, cutoff=as_of - timedelta(days=retention_days), dry_run=dry_run
@@ -96,16 +100,16 @@ def api_poller_maintenance():
         except s3.exceptions.NoSuchBucket:
             raise AirflowSkipException(f"bucket {settings.raw_bucket} does not exist (yet)") from None
 
-    @task
+    @task(task_id=names.REPORT_DEAD_LETTERS_TASK)
     def report_expiring_dead_letters() -> dict:
         """Report the dead letters SQS is about to drop (job, page, age); nothing is deleted."""
         from airflow.providers.amazon.aws.hooks.sqs import SqsHook
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from api_poller.operations.retention import expiring_dead_letters
+        from api_poller.operations.retention.dead_letters import expiring_dead_letters
 
         as_of, _, _ = _run_options()
-        sqs = SqsHook(aws_conn_id=settings.aws_conn_id).conn
+        sqs: SqsClient = SqsHook(aws_conn_id=settings.aws_conn_id).conn
         try:
             queue_url = sqs.get_queue_url(QueueName=settings.dead_letter_queue_name)["QueueUrl"]
         except sqs.exceptions.QueueDoesNotExist:

@@ -3,7 +3,7 @@
 * ``/api-poller/jobs...``: start jobs and read their progress (see ``docs/jobs-api.md``);
 * ``/api-poller/``: the progress page, listed in Airflow's navigation as "API poller".
 
-The routes live in ``api_poller.jobs_api.app`` (``include/`` must be importable, as it is for the DAG).
+The app is built by ``api_poller.jobs_api.app`` (``include/`` must be importable, as it is for the DAG).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from airflow.plugins_manager import AirflowPlugin
 
-from api_poller.jobs_api.app import NAV_NAME, PAGE_ROUTE, PAGE_TITLE, PLUGIN_NAME, URL_PREFIX
+from api_poller.jobs_api.page import NAV_NAME, PAGE_ROUTE, PAGE_TITLE, PLUGIN_NAME, URL_PREFIX
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

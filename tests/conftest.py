@@ -39,6 +39,8 @@ os.environ.update(
         "API_POLLER_PROCESS_RETRY_DELAY_SECONDS": "0",
         "API_POLLER_PROCESS_POKE_SECONDS": "0.2",
         "API_POLLER_PROCESS_TIMEOUT_SECONDS": "120",
+        # dag.test runs one task at a time: the process step must give way to the fetch tasks.
+        "API_POLLER_PROCESS_YIELD_SECONDS": "2",
         "API_POLLER_STATUS_FLUSH_SECONDS": "0.2",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -18,6 +19,41 @@ RAW_BUCKET = "api-poller-raw"
 PROCESSED_BUCKET = "api-poller-processed"
 QUEUE = "api-poller-process-payload"
 DEAD_LETTER_QUEUE = "api-poller-process-payload-dlq"
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], *, timeout: float, message: str, interval: float = 0.05) -> T:
+    """Call ``condition`` until it returns something truthy, and return that.
+
+    Tests wait on what they need to have happened, never for a fixed time: this returns as soon
+    as it has, and fails with ``message`` (what did not happen) once ``timeout`` seconds passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g} s: {message}")
+        time.sleep(interval)
+
+
+async def wait_until_async(
+    condition: Callable[[], T], *, timeout: float, message: str, interval: float = 0.05
+) -> T:
+    """:func:`wait_until` inside a test's event loop, which goes on running meanwhile.
+
+    ``condition`` runs in a thread, so it may block (a boto3 call, say).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await asyncio.to_thread(condition)
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g} s: {message}")
+        await asyncio.sleep(interval)
 
 
 @dataclass

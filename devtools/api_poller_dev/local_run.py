@@ -29,6 +29,7 @@ from api_poller_dev.local_stack import (
 from api_poller import names
 
 STATE_DIR = PROJECT_ROOT / ".local"
+YIELD_SETTING = "API_POLLER_PROCESS_YIELD_SECONDS"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,7 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     with moto_server(logs) as endpoint, simulator_server(logs, simulator_args) as partner_url:
         # Airflow reads its configuration when first imported: set it up before that.
         os.environ.update(
-            airflow_environment(airflow_home, {"AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint)})
+            airflow_environment(
+                airflow_home,
+                {
+                    "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint),
+                    # dag.test runs one task at a time: the process step must give way to the
+                    # fetch tasks while it has nothing to do (see PageMessageSensor).
+                    YIELD_SETTING: os.environ.get(YIELD_SETTING, "2"),
+                },
+            )
         )
         print(f"moto (S3/SQS): {endpoint}\npartner API simulator: {partner_url}/payload", flush=True)
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)

@@ -21,6 +21,11 @@ REPORT_TASK = "report"
 # Tasks that publish page statuses (every map index of each).
 STATUS_TASK_IDS = (FETCH_TASK, CONSUME_TASK_ID)
 
+# Tasks of the maintenance DAG (retention).
+PURGE_STATUS_TASK = "purge_expired_status"
+REMOVE_RAW_LEFTOVERS_TASK = "remove_expired_raw_payloads"
+REPORT_DEAD_LETTERS_TASK = "report_expiring_dead_letters"
+
 # XCom keys
 RETURN_VALUE_KEY = "return_value"  # Airflow's own key for a task's return value
 STATUS_KEY = "page_status"  # one task's page records: page id -> latest record

@@ -58,6 +58,10 @@ class PollerSettings:
     process_poke_seconds: float = 1.0
     # Pages one process step works on at once (threads).
     process_workers: int = 16
+    # For runners that run one task at a time (dag.test, scripts/local-sync): the process step
+    # gives way (reschedules) after this many idle seconds while no fetch task runs. 0: never,
+    # the right value on a scheduler (see PageMessageSensor's yield_when_idle_seconds).
+    process_yield_seconds: float = 0.0
     # How often a running task publishes its pages' status to XCom.
     status_flush_seconds: float = 1.0
     # What the report step does when pages failed: "fail" the run or only "warn".
@@ -86,6 +90,10 @@ class PollerSettings:
             raise ValueError(f"{ENV_PREFIX}RECONCILE must be 'full' or 'counts', got {self.reconcile!r}")
         if self.http_attempts < 1:
             raise ValueError(f"{ENV_PREFIX}HTTP_ATTEMPTS must be >= 1, got {self.http_attempts}")
+        if self.process_yield_seconds < 0:
+            raise ValueError(
+                f"{ENV_PREFIX}PROCESS_YIELD_SECONDS must be >= 0 (0: never), got {self.process_yield_seconds}"
+            )
 
 
 def _parse_bool(raw: str) -> bool:

@@ -9,15 +9,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pytest
-from api_poller_dev.local_airflow import postgres_reachable
+from api_poller_dev.local_airflow import ADMIN_PASSWORD, ADMIN_USER, postgres_reachable
 from api_poller_dev.simulator import SimulatorConfig, run_in_thread
 
-from api_poller.core.keys import processed_prefix, raw_payload_key
-from api_poller.operations.redrive import clear_consumer_body, redrive_dead_letters
-from tests.helpers import DEAD_LETTER_QUEUE, QUEUE, RAW_BUCKET, AwsClients, real_airflow_stack
+from api_poller.core.keys import processed_prefix, raw_payload_key, raw_prefix
+from api_poller.operations import redrive
+from tests.helpers import (
+    DEAD_LETTER_QUEUE,
+    PROCESSED_BUCKET,
+    QUEUE,
+    RAW_BUCKET,
+    AwsClients,
+    real_airflow_stack,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,13 +55,12 @@ def summary_of(airflow, run_id: str) -> dict:
 
 def wait_for_task(airflow, run_id: str, task_id: str, condition, timeout: float = 120.0) -> dict:
     """Poll the run's task instances until one of ``task_id`` satisfies ``condition``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for ti in airflow.task_instances("api_poller", run_id):
-            if ti["task_id"] == task_id and condition(ti):
-                return ti
-        time.sleep(0.1)
-    raise TimeoutError(f"{task_id} of {run_id} never matched")
+
+    def matching() -> dict | None:
+        instances = airflow.task_instances("api_poller", run_id)
+        return next((ti for ti in instances if ti["task_id"] == task_id and condition(ti)), None)
+
+    return wait_until(matching, timeout=timeout, message=f"{task_id} of {run_id} matched", interval=0.1)
 
 
 def test_three_concurrent_jobs_share_one_queue_without_loss_or_duplicates(stack):
@@ -73,7 +79,12 @@ def test_a_fetch_task_killed_mid_fetch_is_retried_and_the_job_completes(stack):
     airflow, url, aws = stack
     run = airflow.trigger("api_poller", {"url": url, "fetch_tasks": 1, "concurrency": 2})
     victim = wait_for_task(airflow, run, "fetch_pages", lambda ti: ti["state"] == "running" and ti["pid"])
-    time.sleep(2)  # some pages saved, most not yet
+    wait_until(  # some pages saved, most not yet
+        lambda: aws.keys(RAW_BUCKET, raw_prefix(run)) or aws.keys(PROCESSED_BUCKET, processed_prefix(run)),
+        timeout=120,
+        message=f"fetch_pages of {run} saved a page",
+        interval=0.1,
+    )
     os.kill(victim["pid"], signal.SIGKILL)
     assert airflow.wait_for_run("api_poller", run, timeout=400) == "success"
     fetch = [ti for ti in airflow.task_instances("api_poller", run) if ti["task_id"] == "fetch_pages"]
@@ -89,7 +100,7 @@ def test_a_consumer_killed_mid_processing_is_retried_and_the_job_completes(stack
         run,
         "process.consume_page_messages",
         lambda ti: (
-            ti["state"] == "running" and ti["pid"] and aws.keys("api-poller-processed", processed_prefix(run))
+            ti["state"] == "running" and ti["pid"] and aws.keys(PROCESSED_BUCKET, processed_prefix(run))
         ),
         timeout=300,
     )
@@ -101,7 +112,7 @@ def test_a_consumer_killed_mid_processing_is_retried_and_the_job_completes(stack
     assert aws.queue_depth(QUEUE) == 0
 
 
-def test_a_dead_lettered_page_is_accounted_for_then_redriven_to_completion(stack):
+def test_a_dead_lettered_page_is_accounted_for_then_redriven_to_completion(stack, capsys):
     airflow, _, aws = stack
     poisoned = SimulatorConfig(total_records=500, latency_ms=0, error_rate=0.0, poison_pages=frozenset({1}))
     with run_in_thread(poisoned) as base_url:
@@ -121,10 +132,12 @@ def test_a_dead_lettered_page_is_accounted_for_then_redriven_to_completion(stack
         record["id"] = offset
     aws.s3.put_object(Bucket=RAW_BUCKET, Key=key, Body=json.dumps(document).encode())
 
-    queue = aws.sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
-    dead_letters = aws.sqs.get_queue_url(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
-    assert redrive_dead_letters(aws.sqs, dead_letters, queue, run) == ["page-000001"]
-    airflow.request("POST", "/api/v2/dags/api_poller/clearTaskInstances", clear_consumer_body(run))
+    # The documented command: credentials from the environment, the job API does the redrive.
+    credentials = {redrive.USERNAME_VARIABLE: ADMIN_USER, redrive.PASSWORD_VARIABLE: ADMIN_PASSWORD}
+    assert redrive.main(["--job-id", run, "--airflow-url", airflow.base_url], credentials) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["Moved"] == ["page-000001"] and answer["Failed"] == {}
+    assert answer["ClearedTasks"] == 2  # the consumer and the report
     assert airflow.wait_for_run("api_poller", run, timeout=300) == "success"
 
     summary = summary_of(airflow, run)

@@ -35,6 +35,7 @@ def test_empty_environment_gives_defaults() -> None:
         ("retry_backoff_rate", 2.0),
         ("retry_max_seconds", 60.0),
         ("on_incomplete", "fail"),
+        ("process_yield_seconds", 0.0),
     ],
 )
 def test_default_value(field: str, default: Any) -> None:
@@ -69,6 +70,7 @@ def test_unrelated_variables_are_ignored() -> None:
         ("API_POLLER_HTTP_TIMEOUT_SECONDS", "10", "http_timeout_seconds", 10.0),
         ("API_POLLER_CREATE_RESOURCES", "false", "create_resources", False),
         ("API_POLLER_ON_INCOMPLETE", "warn", "on_incomplete", "warn"),
+        ("API_POLLER_PROCESS_YIELD_SECONDS", "2", "process_yield_seconds", 2.0),
     ],
 )
 def test_env_overrides_field_with_its_type(variable: str, raw: str, field: str, expected: Any) -> None:
@@ -148,6 +150,11 @@ def test_on_incomplete_rejects_other_values_naming_the_variable(value: str) -> N
 def test_http_attempts_below_one_rejected(attempts: str) -> None:
     with pytest.raises(ValueError, match="API_POLLER_HTTP_ATTEMPTS must be >= 1"):
         load_settings({"API_POLLER_HTTP_ATTEMPTS": attempts})
+
+
+def test_a_negative_process_yield_is_rejected() -> None:
+    with pytest.raises(ValueError, match="API_POLLER_PROCESS_YIELD_SECONDS must be >= 0"):
+        load_settings({"API_POLLER_PROCESS_YIELD_SECONDS": "-1"})
 
 
 def test_settings_are_immutable() -> None:

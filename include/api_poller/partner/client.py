@@ -7,39 +7,19 @@ import json
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
 from api_poller.core.errors import (
     FatalError,
-    InvalidJobRequest,
     PollerError,
     RetriableError,
     classify_exception,
     error_for_status,
 )
 from api_poller.core.planning import ApiMetadata, PageTask, parse_metadata
-
-ALLOWED_SCHEMES = ("http", "https")
-
-
-def validate_job_url(url: Any) -> str:
-    """The job's partner API URL, or InvalidJobRequest saying what is wrong with it."""
-    if url is None or url == "":
-        raise InvalidJobRequest('url is missing: trigger the job with conf {"url": "https://.../payload"}')
-    if not isinstance(url, str):
-        raise InvalidJobRequest(f"url must be a string, got {type(url).__name__}")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ALLOWED_SCHEMES:
-        raise InvalidJobRequest(f"url {url!r} must use http or https, not {parts.scheme or 'no scheme'!r}")
-    if not parts.hostname:
-        raise InvalidJobRequest(f"url {url!r} has no host")
-    if parts.username or parts.password:
-        # Credentials in the URL would end up in XCom and logs; they belong in a Connection.
-        raise InvalidJobRequest("url must not contain credentials: use API_POLLER_PARTNER_API_CONN_ID")
-    return url.strip()
 
 
 def page_url(url: str, start_at: int, count: int) -> str:

@@ -7,6 +7,7 @@ import asyncio
 
 from api_poller.aws.messaging import PageAnnouncer, PagePointer, parse_message, send_message_batch
 from api_poller.aws.objects import delete_raw_pages
+from tests.helpers import wait_until_async
 
 JOB = "manual__2026-11-28T05:00:00+00:00"
 
@@ -52,8 +53,12 @@ def test_announcer_does_not_hold_a_lone_pointer_until_the_end(aws) -> None:
     async def main() -> list[PagePointer]:
         announcer = PageAnnouncer(lambda b: send_message_batch(aws.sqs, queue_url, b), lambda *_: None, 0.05)
         announcer.announce(pointer(7))
-        await asyncio.sleep(1.0)  # the fetch is still going on: the page must be out already
-        seen = await asyncio.to_thread(drain, aws.sqs, queue_url)
+        # The fetch is still going on (the announcer is not closed): the page must go out anyway.
+        seen = await wait_until_async(
+            lambda: drain(aws.sqs, queue_url),
+            timeout=10,
+            message="a lone page reached the queue before the announcer was closed",
+        )
         await announcer.close()
         return seen
 

@@ -29,6 +29,7 @@ from api_poller.core.errors import (
     classify_exception,
     error_for_status,
 )
+from api_poller.core.job_request import validate_job_url
 from api_poller.core.planning import ApiMetadata, PageTask
 from api_poller.partner.client import (
     ClientOptions,
@@ -38,7 +39,6 @@ from api_poller.partner.client import (
     fetch_metadata,
     fetch_page,
     page_url,
-    validate_job_url,
     with_retries,
 )
 from tests.helpers import serve_in_thread

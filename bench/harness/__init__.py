@@ -1,0 +1,14 @@
+"""The benchmark's parts, driven by ``bench/run.py``.
+
+* ``config``     where its files are, the workloads and systems, how long a run may take;
+* ``console``    its log lines;
+* ``services``   what the contenders run against: moto, a PostgreSQL-backed Airflow, tool venvs;
+* ``runners``    how each contender (Airflow, the asyncio script, dlt) is started and timed;
+* ``timeline``   an Airflow run's task instances as seconds after its trigger;
+* ``sampling``   CPU seconds per component and the task processes' RSS, read from /proc;
+* ``profiling``  optional py-spy profiles of an Airflow run, summarized;
+* ``rendering``  results.json, results.md, the plot and the README's table.
+
+Standard library only (psutil at most, lazily), so the pure parts are unit-tested without the
+benchmark's extra venvs.
+"""

@@ -1,0 +1,72 @@
+"""A job's partner pages as the job API lists them: planned, touched by tasks, where their data is."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from api_poller.core.keys import processed_key, s3_uri
+from api_poller.core.lifecycle import PageState
+from api_poller.core.planning import PageTask
+from api_poller.jobs_api.models import PENDING, PageDetail
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def planned_pages(plan_output: Any) -> dict[str, dict[str, Any]]:
+    """Page id -> StartAt, Count and fetch map index, from the plan task's return value."""
+    pages: dict[str, dict[str, Any]] = {}
+    for map_index, entry in enumerate(plan_output if isinstance(plan_output, list) else []):
+        for page in map(PageTask.from_dict, (entry or {}).get("batch", [])):
+            pages[page.page_id] = {"StartAt": page.start_at, "Count": page.count, "FetchMapIndex": map_index}
+    return pages
+
+
+def page_details(
+    job_id: str,
+    planned: Mapping[str, Mapping[str, Any]],
+    statuses: Mapping[str, Mapping[str, Any]],
+    raw_bucket: str,
+    processed_bucket: str,
+) -> list[PageDetail]:
+    """Every page of the job (planned or recorded), in page order, with where its data is.
+
+    ``statuses`` are the merged ``page_status`` records (``api_poller.adapters.progress.load_page_statuses``).
+    """
+    details = []
+    for page in sorted(set(planned) | set(statuses)):
+        plan = planned.get(page, {})
+        record = statuses.get(page, {})
+        state = record.get("state", PENDING)
+        done_key = record.get("processed_key") or (
+            processed_key(job_id, page) if state == PageState.SUCCESSFULLY_COMPLETED else None
+        )
+        details.append(
+            PageDetail(
+                PageId=page,
+                StartAt=plan.get("StartAt"),
+                Count=plan.get("Count"),
+                FetchMapIndex=plan.get("FetchMapIndex"),
+                State=state,
+                UpdatedAt=_timestamp(record.get("at")),
+                Attempts=_int_or_none(record.get("attempts")),
+                Receives=_int_or_none(record.get("receives")),
+                Records=_int_or_none(record.get("records")),
+                RawLocation=s3_uri(raw_bucket, record["raw_key"]) if record.get("raw_key") else None,
+                ProcessedLocation=s3_uri(processed_bucket, done_key) if done_key else None,
+                Error=record.get("error"),
+                # A page redriven to success after failing keeps no failure reason.
+                Reason=record.get("reason") if state == PageState.FAILED_TO_COMPLETE else None,
+            )
+        )
+    return details

@@ -1,0 +1,317 @@
+"""The job API's routes: start, list, read, replay and redrive jobs, and the progress page.
+
+A job is a run of the ``api_poller`` DAG. Runs are created by Airflow's own trigger function
+(``airflow.api.common.trigger_dag``: the run id, the conf validated against the DAG's Params,
+the triggering user, state queued) and redriven tasks are cleared by the DAG's own ``clear``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from airflow.api.common.trigger_dag import trigger_dag
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep
+from airflow.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidationError
+from airflow.models.dag import DagModel
+from airflow.models.dagbag import DBDagBag
+from airflow.models.dagrun import DagRun
+from airflow.serialization.definitions.dag import SerializedDAG
+from airflow.utils.state import DagRunState
+from airflow.utils.types import DagRunTriggeredByType
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api_poller import names
+from api_poller.adapters.progress import load_job_progress, load_page_statuses, load_plan
+from api_poller.aws.resources import queue_url
+from api_poller.core.errors import InvalidJobRequest
+from api_poller.core.job_request import URL
+from api_poller.jobs_api.dependencies import (
+    DAG_ID,
+    DagBagDep,
+    JobRun,
+    SettingsDep,
+    SqsDep,
+    can_read_runs,
+    can_read_tasks,
+    can_start_runs,
+    job_runs,
+    json_post_only,
+    optional_user,
+)
+from api_poller.jobs_api.models import (
+    JobEntry,
+    JobList,
+    JobPages,
+    JobProgress,
+    JobRedriven,
+    JobRequestBody,
+    JobStarted,
+)
+from api_poller.jobs_api.page import (
+    ACTIVE_RUN_STATES,
+    DEFAULT_LIST_LIMIT,
+    URL_PREFIX,
+    render_page,
+    run_path,
+)
+from api_poller.jobs_api.page_details import page_details, planned_pages
+from api_poller.operations.redrive import redrive_dead_letters
+from api_poller.operations.retention.expiry import has_status, job_expired
+from api_poller.partner.connection import check_job_url
+from api_poller.settings import PollerSettings
+
+MAX_LIST_LIMIT = 100
+
+router = APIRouter()
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def expired(run: DagRun, total_pages: int, session: Session, settings: PollerSettings) -> str | None:
+    """Why a finished job has no status left (purged by the retention), else None."""
+    if total_pages or run.end_date is None:
+        return None  # planned, so its status is there; or still running
+    return job_expired(
+        run.run_id, run.end_date, has_status(run.run_id, session), retention_days=settings.retention_days
+    )
+
+
+def progress_of(run: DagRun, session: Session, settings: PollerSettings) -> JobProgress:
+    progress = load_job_progress(DAG_ID, run.run_id, session)
+    return JobProgress(
+        **progress,
+        JobId=run.run_id,
+        State=str(run.state) if run.state is not None else None,
+        Conf=run.conf or {},
+        TriggeredBy=run.triggering_user_name,
+        QueuedAt=run.queued_at,
+        StartDate=run.start_date,
+        EndDate=run.end_date,
+        RunPath=run_path(run.run_id),
+        Expired=expired(run, progress["Total"], session, settings),
+    )
+
+
+@router.get(
+    "/jobs", response_model=JobList, dependencies=[can_read_runs], summary="Recent jobs, newest first"
+)
+def list_jobs(
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
+) -> JobList:
+    runs = session.scalars(job_runs().order_by(DagRun.run_after.desc(), DagRun.id.desc()).limit(limit)).all()
+    return JobList(Jobs=[progress_of(run, session, settings) for run in runs])
+
+
+@router.get(
+    "/jobs/{job_id}", response_model=JobProgress, dependencies=[can_read_runs], summary="A job's progress"
+)
+def get_job(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobProgress:
+    progress = progress_of(run, session, settings)
+    if progress.Expired:
+        raise HTTPException(status.HTTP_410_GONE, progress.Expired)
+    return progress
+
+
+@router.get(
+    "/jobs/{job_id}/tasks",
+    response_model=JobPages,
+    dependencies=[can_read_runs, can_read_tasks],
+    summary="Every page of a job: state, attempts, locations, errors",
+)
+def get_job_pages(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobPages:
+    planned = planned_pages(load_plan(DAG_ID, run.run_id, session))
+    if why_expired := expired(run, len(planned), session, settings):
+        raise HTTPException(status.HTTP_410_GONE, why_expired)
+    statuses = load_page_statuses(DAG_ID, run.run_id, session)
+    pages = page_details(run.run_id, planned, statuses, settings.raw_bucket, settings.processed_bucket)
+    return JobPages(
+        JobId=run.run_id, State=str(run.state) if run.state else None, Total=len(planned), Pages=pages
+    )
+
+
+# -- starting ---------------------------------------------------------------------------------------
+
+
+def start_job(conf: dict[str, Any], user: BaseUser, session: Session, note: str | None = None) -> DagRun:
+    """A manual run of the DAG, made by Airflow's own trigger function."""
+    dag_model = session.scalar(select(DagModel).where(~DagModel.is_stale, DagModel.dag_id == DAG_ID))
+    if dag_model is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"The {DAG_ID} DAG is not loaded (not parsed yet, or removed); try again shortly",
+        )
+    if dag_model.has_import_errors:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {DAG_ID} DAG has import errors; see the Airflow UI"
+        )
+    try:
+        run = trigger_dag(
+            DAG_ID,
+            triggered_by=DagRunTriggeredByType.REST_API,
+            triggering_user_name=user.get_name(),
+            conf=conf,
+            session=session,
+        )
+    except ParamValidationError as exc:  # the conf against the DAG's Params
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except DagNotFound as exc:  # the DAG model is there, its serialized form not yet
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {DAG_ID} DAG is not serialized yet; try again shortly"
+        ) from exc
+    except (DagRunAlreadyExists, IntegrityError) as exc:
+        session.rollback()
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "A run with the same id was just created; retry"
+        ) from exc
+    except ValueError as exc:  # e.g. the DAG does not allow manual runs
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    if run is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"The {DAG_ID} DAG created no run")
+    if note:
+        run.note = (note, user.get_id())  # the note's author, as the REST API records it
+        session.flush()
+    return run
+
+
+def started(run: DagRun, response: Response, request: Request, replay_of: str | None = None) -> JobStarted:
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}/jobs/{quote(run.run_id, safe='')}"
+    return JobStarted(
+        jobId=run.run_id, Entries=[JobEntry(EventId=run.run_id)], State=str(run.state), ReplayOf=replay_of
+    )
+
+
+def url_refused(url: str, reason: InvalidJobRequest) -> RequestValidationError:
+    """A 422 shaped like the body's own validation errors."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", URL.name), "msg": f"Value error, {reason}", "input": url}]
+    )
+
+
+@router.post(
+    "/jobs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobStarted,
+    response_model_exclude_none=True,
+    dependencies=[json_post_only, can_start_runs],
+    summary="Start a job (a run of the api_poller DAG)",
+)
+def create_job(
+    body: JobRequestBody,
+    user: GetUserDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
+) -> JobStarted:
+    conf = body.conf()
+    try:
+        # The SSRF guard now, so a refused URL is a 422 and not a failed run; the plan step checks
+        # again (what a host resolves to can change).
+        check_job_url(conf[URL.name], settings)
+    except InvalidJobRequest as exc:
+        raise url_refused(conf[URL.name], exc) from None
+    return started(start_job(conf, user, session), response, request)
+
+
+@router.post(
+    "/jobs/{job_id}/replay",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobStarted,
+    response_model_exclude_none=True,
+    dependencies=[json_post_only, can_read_runs, can_start_runs],
+    summary="Start a new job with the conf of an earlier one",
+)
+def replay_job(
+    run: JobRun,
+    user: GetUserDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
+) -> JobStarted:
+    conf = dict(run.conf or {})
+    if conf.get(URL.name):  # without one, the DAG's default URL applies and the plan step checks it
+        try:
+            check_job_url(URL.check(conf[URL.name]), settings)
+        except InvalidJobRequest as exc:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"Job {run.run_id!r} cannot be replayed: {exc}"
+            ) from None
+    replay = start_job(conf, user, session, note=f"Replay of job {run.run_id}")
+    return started(replay, response, request, replay_of=run.run_id)
+
+
+# -- redriving --------------------------------------------------------------------------------------
+
+
+def processing_tasks(run: DagRun, session: Session, dag_bag: DBDagBag) -> tuple[SerializedDAG, list[str]]:
+    """The run's DAG and the task ids a redrive clears: the consumer and what follows it."""
+    dag = dag_bag.get_dag_for_run(run, session=session)
+    if dag is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {DAG_ID} DAG of this run is not loaded"
+        )
+    subset = dag.partial_subset(
+        task_ids=[names.CONSUME_TASK_ID], include_downstream=True, include_upstream=False
+    )
+    return dag, list(subset.task_dict)
+
+
+@router.post(
+    "/jobs/{job_id}/redrive",
+    response_model=JobRedriven,
+    dependencies=[json_post_only, can_read_runs, can_start_runs],
+    summary="Send a finished job's dead letters back to processing and rerun its consumer",
+)
+def redrive_job(
+    run: JobRun, session: SessionDep, settings: SettingsDep, sqs: SqsDep, dag_bag: DagBagDep
+) -> JobRedriven:
+    if run.state in ACTIVE_RUN_STATES:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"Job {run.run_id!r} is still {run.state}: redrive its dead letters once it has finished",
+        )
+    # The DAG first: nothing is moved unless the consumer can be cleared afterwards.
+    dag, task_ids = processing_tasks(run, session, dag_bag)
+    try:
+        result = redrive_dead_letters(
+            sqs,
+            queue_url(sqs, settings.dead_letter_queue_name),
+            queue_url(sqs, settings.queue_name),
+            run.run_id,
+        )
+    except (RuntimeError, BotoCoreError, ClientError) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"SQS is not usable: {exc}") from exc
+    # Nothing moved, nothing to process again: the run is left as it is.
+    cleared = 0
+    if result.moved:  # Airflow's own clear; the run is queued again
+        cleared = dag.clear(
+            task_ids=task_ids, run_id=run.run_id, dag_run_state=DagRunState.QUEUED, session=session
+        )
+    return JobRedriven(JobId=run.run_id, Moved=result.moved, Failed=result.failed, ClearedTasks=cleared)
+
+
+# -- the progress page ------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def progress_page(request: Request, user: Annotated[BaseUser | None, Depends(optional_user)]) -> Response:
+    if user is None:
+        # Not logged in (or the session expired): go through Airflow's login and come back.
+        return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)))
+    api_base = request.scope.get("root_path", "").rstrip("/")
+    airflow_base = api_base.removesuffix(URL_PREFIX)
+    return HTMLResponse(render_page(api_base, airflow_base), headers={"Cache-Control": "no-store"})

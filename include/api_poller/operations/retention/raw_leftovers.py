@@ -1,0 +1,74 @@
+"""Raw pages and error notes that failed pages left in the raw bucket, removed once old enough."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from api_poller.aws.clients import S3Client
+from api_poller.operations.retention.timestamps import as_utc
+
+log = logging.getLogger(__name__)
+
+RAW_PREFIX = "jobs/"
+# What failed pages leave in the raw bucket: the raw page, and the consumers' error note.
+LEFTOVER_KEY = re.compile(r"^jobs/(?P<job>[^/]+)/(?P<kind>raw|errors)/[^/]+$")
+S3_DELETE_BATCH = 1000
+
+
+def remove_expired_raw_payloads(
+    s3_client: S3Client, bucket: str, *, cutoff: datetime, dry_run: bool = False
+) -> dict[str, Any]:
+    """Delete raw pages and error notes (``jobs/<job>/{raw,errors}/<page>.json``) older than ``cutoff``.
+
+    Nothing else in the bucket is touched. A raw object outlives its page only when the page
+    never completed (processing deletes it); an error note stays wherever processing failed once.
+    """
+    cutoff = as_utc(cutoff)
+    expired: list[tuple[str, str, str]] = []  # (key, job, kind)
+    recent = 0
+    for listing in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=RAW_PREFIX):
+        for item in listing.get("Contents", []):
+            match = LEFTOVER_KEY.match(item["Key"])
+            if not match:
+                continue
+            if as_utc(item["LastModified"]) < cutoff:
+                expired.append((item["Key"], match["job"], match["kind"]))
+            else:
+                recent += 1
+    errors: list[Any] = []
+    if not dry_run:
+        for start in range(0, len(expired), S3_DELETE_BATCH):
+            batch = expired[start : start + S3_DELETE_BATCH]
+            answer = s3_client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": key} for key, *_ in batch], "Quiet": True}
+            )
+            errors.extend(answer.get("Errors", []))
+    if errors:
+        raise RuntimeError(f"{len(errors)} objects in {bucket} could not be deleted, e.g. {errors[0]}")
+    jobs = Counter(job for _, job, _ in expired)
+    kinds = Counter(kind for *_, kind in expired)
+    log.info(
+        "%s %d leftover objects in s3://%s/%s last modified before %s (%d newer kept), from %d jobs",
+        "would delete" if dry_run else "deleted",
+        len(expired),
+        bucket,
+        RAW_PREFIX,
+        cutoff.isoformat(),
+        recent,
+        len(jobs),
+    )
+    return {
+        "bucket": bucket,
+        "cutoff": cutoff.isoformat(),
+        "expired": len(expired),
+        "deleted": 0 if dry_run else len(expired),
+        "raw_pages": kinds["raw"],
+        "error_notes": kinds["errors"],
+        "kept_recent": recent,
+        "jobs": dict(jobs.most_common(100)),
+        "dry_run": dry_run,
+    }

@@ -1,0 +1,40 @@
+"""The progress page: its configuration is embedded safely, and it knows where the API is."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from api_poller.jobs_api.page import render_page, run_path
+
+
+def embedded_config(html: str) -> dict:
+    [config] = re.findall(r'<script id="config" type="application/json">(.*?)</script>', html, re.S)
+    return json.loads(config)
+
+
+def test_the_page_knows_where_the_api_and_the_airflow_ui_are():
+    config = embedded_config(render_page("/base/api-poller", "/base"))
+    assert (config["apiBase"], config["airflowBase"], config["dagId"]) == (
+        "/base/api-poller",
+        "/base",
+        "api_poller",
+    )
+    assert config["activeStates"] == ["queued", "running"]
+
+
+def test_the_embedded_configuration_cannot_close_its_script_element():
+    html = render_page("/x</script><script>alert(1)</script>", "")
+    assert "</script><script>alert(1)" not in html
+    assert embedded_config(html)["apiBase"] == "/x</script><script>alert(1)</script>"
+
+
+def test_the_page_has_a_redrive_button_that_asks_first():
+    html = render_page("", "")
+    assert "/redrive" in html and "confirm(" in html
+
+
+def test_a_run_path_quotes_the_run_id():
+    assert run_path("manual__2026-12-02T05:00:00+00:00") == (
+        "/dags/api_poller/runs/manual__2026-12-02T05%3A00%3A00%2B00%3A00"
+    )
