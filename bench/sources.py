@@ -229,8 +229,12 @@ def run_source(
         )
 
     tasks = fetch_task_arguments(plan)
-    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="fetch") as pool:
+    pool = ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="fetch")
+    try:
         results = list(pool.map(fetch_task, tasks))
+    finally:
+        # Not ``with``: on the time limit, leave at once (main() ends the process) instead of waiting.
+        pool.shutdown(wait=False, cancel_futures=True)
     ended = time.perf_counter()
     cpu = cpu_used(cpu_before, cpu_snapshot())
 
@@ -475,13 +479,11 @@ def main(argv: list[str] | None = None) -> int:
                 simulator(work, args.pages, args.latency_ms) as base_url,
             ):
                 log(f"moto at {endpoint}, simulator at {base_url} ({args.pages} pages, {args.latency_ms} ms)")
-                clients = {
-                    "endpoint_url": endpoint,
-                    "region_name": "us-east-1",
-                    "aws_access_key_id": "testing",
-                    "aws_secret_access_key": "testing",
-                }
-                s3, sqs = boto3.client("s3", **clients), boto3.client("sqs", **clients)
+                session = boto3.Session(
+                    aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+                )
+                s3 = session.client("s3", endpoint_url=endpoint)
+                sqs = session.client("sqs", endpoint_url=endpoint)
                 queue_url = ensure_resources(s3, sqs, settings, create=True)["queue_url"]
                 connection = Conn(host=base_url)
                 runs = []
