@@ -360,7 +360,9 @@ def dagbag_timings(work: Path, sources: Path) -> dict[str, Any]:
         source_folder.mkdir(parents=True)
         for file in files:
             (source_folder / file.name).write_text(file.read_text())
-        (dags / DAG_FACTORY.name).write_text(DAG_FACTORY.read_text())
+        # The factory and its companions (the broken-sources error file), as deployed.
+        for dag_file in DAG_FACTORY.parent.glob("api_poller_source*.py"):
+            (dags / dag_file.name).write_text(dag_file.read_text())
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")]),
