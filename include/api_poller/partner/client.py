@@ -80,7 +80,8 @@ class ClientOptions:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-async def _read_limited(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+async def read_limited(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+    """The response body, refused (FatalError) once it passes ``limit`` bytes."""
     declared = response.content_length
     if declared is not None and declared > limit:
         raise FatalError(f"response from {url} is {declared} bytes, above the limit of {limit}")
@@ -97,7 +98,7 @@ async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOpt
         async with session.get(
             url, timeout=aiohttp.ClientTimeout(total=options.timeout), headers=options.headers
         ) as response:
-            body = await _read_limited(response, url, options.max_response_bytes)
+            body = await read_limited(response, url, options.max_response_bytes)
             if response.status != 200:
                 raise error_for_status(
                     response.status,
