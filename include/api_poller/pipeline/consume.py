@@ -105,8 +105,9 @@ class PageConsumer:
     """Receives, processes and deletes page messages until every page of ``job_id`` is settled.
 
     ``pages`` are the job's planned page ids (with ``discover_pages``, the job's pages are also
-    those its messages announce, and the fetch's recorded pages once it ended); ``recorder`` collects this consumer's page records
-    (its owner publishes them: call ``recorder.flush()`` after ``run``). ``fetch`` tells whether
+    those its messages announce, and the fetch's recorded pages once it ended); ``recorder``
+    collects this consumer's page records (its owner publishes them: call ``recorder.flush()``
+    after ``run``). ``fetch`` tells whether
     the fetch step has ended and what it recorded. ``wait_time_seconds`` is the long poll of an
     idle receive; ``housekeeping_seconds`` how often an idle consumer looks around.
     """
