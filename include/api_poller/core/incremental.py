@@ -84,3 +84,12 @@ def minus_lookback(value: CursorValue, lookback: float) -> CursorValue:
     if instant is None:
         raise CursorValueError(f"lookback needs a number or an ISO 8601 timestamp, not {value!r}")
     return _format_like(value, instant - timedelta(seconds=lookback))
+
+
+def highest(values: Iterable[CursorValue | None]) -> CursorValue | None:
+    """The highest of some cursor values (the job's, from its pages' ``max_cursor``); None if none."""
+    best: CursorValue | None = None
+    for value in values:
+        if value is not None and (best is None or is_later(value, best)):
+            best = value
+    return best

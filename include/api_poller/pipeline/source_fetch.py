@@ -68,6 +68,10 @@ log = logging.getLogger(__name__)
 WALK_FAILED = "failed"
 WALK_LOOP = "loop"
 WALK_FOREIGN_LINK = "foreign_link"
+WALK_ENDING_ERRORS: dict[type[FatalError], str] = {
+    PaginationLoop: WALK_LOOP,
+    CrossOriginRequest: WALK_FOREIGN_LINK,
+}
 
 
 @dataclass
@@ -301,11 +305,7 @@ async def walk_pages(
         if isinstance(step, FatalError):
             following = page_id(request.page + 1)
             sink.fail(following, str(step))
-            result.stop_reason = (
-                WALK_LOOP
-                if isinstance(step, PaginationLoop)
-                else (WALK_FOREIGN_LINK if isinstance(step, CrossOriginRequest) else WALK_FAILED)
-            )
+            result.stop_reason = WALK_ENDING_ERRORS.get(type(step), WALK_FAILED)
             result.stop_detail = str(step)
             break
         if isinstance(step, Stop):

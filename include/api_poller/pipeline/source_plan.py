@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from api_poller.core.errors import InvalidJobRequest, ResponseShapeError
+from api_poller.core.errors import InvalidJobRequest, ResponseShapeError, SourceError
 from api_poller.core.incremental import CursorValue, minus_lookback
 from api_poller.core.job_request import MAX_CONCURRENCY
 from api_poller.core.planning import choose_fetch_tasks, share_concurrency, share_rate, split_evenly
@@ -137,6 +137,24 @@ def source_base_request(
     if since is not None:
         params[since[0]] = since[1]
     return base_request(source_url(connection, spec.path), params)
+
+
+def source_connection(spec: SourceSpec) -> HttpConnection:
+    """The source's Airflow Connection; a missing one is a SourceError naming the file and field
+    (rather than Airflow's own exception), so the plan step fails with a clear reason."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        connection: HttpConnection = BaseHook.get_connection(spec.connection_id)
+    except AirflowNotFoundException:
+        raise SourceError(
+            spec.file,
+            "connection_id",
+            f"Airflow Connection {spec.connection_id!r} does not exist: create it (an HTTP Connection with "
+            "the API's scheme, host, port and credentials) before running the source",
+        ) from None
+    return connection
 
 
 async def _first_page(

@@ -155,3 +155,22 @@ def test_without_a_primary_key_any_record_is_written_and_counted(aws) -> None:
 
     assert len(outcome.records) == TOTAL
     assert sum(page.records for page in outcome.processed.values()) == TOTAL
+
+
+def test_a_planned_batch_tampered_to_point_elsewhere_sends_nothing_there(aws) -> None:
+    """The fetch task trusts the Connection, not its XCom: a batch naming another origin fails."""
+    spec = source("offset_total", auth={"type": "bearer"})
+    with run_in_thread(sim()) as base_url, recording_server() as elsewhere:
+        queue_url = make_resources(aws)
+        connection = Conn(host=base_url, password="s3cret")
+        plan = plan_source_job(spec, "manual__tampered", None, SETTINGS, connection, None)
+        plan["batches"][0][1]["url"] = f"{elsewhere.base_url}/offset/items"
+        plan["batches"] = [plan["batches"][0]]
+        plan["concurrency_shares"], plan["rate_shares"] = [2], [None]
+        fetches, statuses = fetch_all(aws, spec, plan, connection, queue_url, "manual__tampered")
+        assert elsewhere.requests == []
+
+    assert statuses["page-000002"]["state"] == "FailedToComplete"
+    assert "refused to send a request to " + elsewhere.base_url in statuses["page-000002"]["reason"]
+    assert "s3cret" not in json.dumps(statuses)
+    assert fetches[0]["saved"] == 9

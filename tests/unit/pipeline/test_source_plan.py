@@ -12,8 +12,8 @@ import pytest
 from api_poller_dev.simulator import Misbehaviour, SimulatorConfig, recording_server, run_in_thread
 
 from api_poller.aws.watermark import advance_watermark, read_watermark
-from api_poller.core.errors import FatalError, InvalidJobRequest, ResponseShapeError
-from api_poller.pipeline.source_plan import plan_source_job
+from api_poller.core.errors import FatalError, InvalidJobRequest, ResponseShapeError, SourceError
+from api_poller.pipeline.source_plan import plan_source_job, source_connection
 from api_poller.sources.spec import IncrementalSpec
 
 from .source_support import QUIET, SETTINGS, Conn, run_source_job, source
@@ -144,3 +144,15 @@ def test_an_incremental_sync_fetches_only_what_changed_since_the_watermark(aws) 
     assert sorted(record["id"] for record in second.records) == list(range(39, 55))
     assert second.plan["total_pages"] == 2
     assert second.plan["incremental"] == {"param": "updated_since", "value": high, "watermark": high}
+
+
+def test_the_sources_connection_is_read_from_airflow_and_a_missing_one_is_named(monkeypatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PARTNER", '{"conn_type": "http", "host": "api.example", "schema": "https"}'
+    )
+    assert source_connection(source("cursor")).host == "api.example"
+    missing = replace(source("cursor"), connection_id="nowhere")
+    with pytest.raises(
+        SourceError, match=r"cursor\.yaml: connection_id: Airflow Connection 'nowhere' does not exist"
+    ):
+        source_connection(missing)
