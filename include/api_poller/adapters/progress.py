@@ -45,9 +45,7 @@ def load_plan(dag_id: str, run_id: str, session: Session) -> list[dict[str, Any]
     return values[0] if values else None
 
 
-def load_job_progress(
-    dag_id: str, run_id: str, session: Session | None = None
-) -> dict[str, int | bool]:
+def load_job_progress(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, int | bool]:
     """The seed's progress document for one job (DAG run); Total is 0 until the plan is made.
 
     A walked source job (a cursor or next link: the total is unknown until the walk ends) adds

@@ -91,21 +91,17 @@ def _status_recorder(settings: PollerSettings) -> StatusRecorder:
     )
 
 
-def source_connection(spec: SourceSpec) -> HttpConnection:
-    """The source's Airflow Connection; AirflowFailException naming the file and the field when
-    it does not exist (retrying cannot help)."""
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+def task_connection(spec: SourceSpec) -> HttpConnection:
+    """The source's Airflow Connection in a task; a missing one fails the task at once, naming the
+    file and the field (retrying cannot help)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from api_poller.pipeline.source_plan import source_connection
 
     try:
-        connection: HttpConnection = Connection.get(spec.connection_id)
-    except AirflowNotFoundException:
-        raise AirflowFailException(
-            f"source {spec.name!r} ({spec.file}: connection_id): Airflow Connection "
-            f"{spec.connection_id!r} does not exist; create it (an HTTP Connection with the API's "
-            "host and credentials) and run the job again"
-        ) from None
-    return connection
+        return source_connection(spec)
+    except SourceError as error:
+        raise AirflowFailException(f"source {spec.name!r}: {error}") from None
 
 
 def page_range(mode: str, batch: list[dict[str, Any]]) -> str:
@@ -164,11 +160,11 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
         from api_poller.aws.watermark import read_watermark
         from api_poller.core.errors import PollerError
         from api_poller.pipeline.source_fetch import fetch_task_arguments
-        from api_poller.pipeline.source_plan import plan_source_job
+        from api_poller.pipeline.source_plan import plan_source_job, source_connection
 
         context = get_current_context()
-        connection = source_connection(spec)
         try:
+            connection = source_connection(spec)
             watermark = None
             if spec.incremental is not None:
                 s3, _ = _aws_clients(settings)
@@ -208,7 +204,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
         context = get_current_context()
         # map_index_template renders from the context (see dags/api_poller_dag.py).
         context["page_range"] = page_range(mode, batch)  # type: ignore[typeddict-unknown-key]
-        connection = source_connection(spec)
+        connection = task_connection(spec)
         s3, sqs = _aws_clients(settings)
         return fetch_source_batch(
             settings, spec, job_id=context["run_id"], mode=mode, base_request=base_request, batch=batch,
