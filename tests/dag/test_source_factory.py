@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -139,22 +141,30 @@ def test_an_overridable_param_named_like_a_setting_is_a_source_error() -> None:
         source_fields(spec, PollerSettings())
 
 
-def test_parsing_the_sources_does_no_network_and_reads_no_connection(tmp_path: Path) -> None:
+def test_valid_sources_parse_without_network_and_without_any_import_error(tmp_path: Path) -> None:
+    """The whole DAG folder, as a dag-processor parses it, with only valid sources: each source's
+    DAG once (the errors file, which only checks them, holds none), no socket opened."""
     write(tmp_path, "orders.yaml", PLANNED)
+    write(tmp_path, "events.yaml", WALKED)
     code = (
-        "import socket\n"
+        "import json, socket\n"
         "def refuse(*a, **k): raise AssertionError('network access at parse time')\n"
         "socket.socket.connect = refuse\n"
-        "import runpy\n"
-        "found = runpy.run_path('dags/api_poller_sources.py')\n"
-        "print(sorted(k for k in found if k.startswith('api_poller__')))\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "bag = DagBag(dag_folder='dags')\n"
+        "print(json.dumps({'dags': sorted(bag.dags), 'errors': bag.import_errors}))\n"
     )
-    env = {**__import__("os").environ, "API_POLLER_SOURCES_FOLDER": str(tmp_path)}
+    env = {**os.environ, "API_POLLER_SOURCES_FOLDER": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "['api_poller__acme_orders']"
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert [dag for dag in parsed["dags"] if dag.startswith(names.SOURCE_DAG_PREFIX)] == [
+        "api_poller__acme_events",
+        "api_poller__acme_orders",
+    ]
 
 
 def test_the_default_sources_folder_ships_without_sources() -> None:
