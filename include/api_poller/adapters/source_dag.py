@@ -22,6 +22,7 @@ every source's DAG on each parse. The Connection is read by the tasks that need 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +105,7 @@ def task_connection(spec: SourceSpec) -> HttpConnection:
         raise AirflowFailException(f"source {spec.name!r}: {error}") from None
 
 
-def page_range(mode: str, batch: list[dict[str, Any]]) -> str:
+def page_range(mode: str, batch: list[Mapping[str, Any]]) -> str:
     """A fetch task's name in the UI (its map index): its pages, or that it walks."""
     from api_poller.core.planning import page_id
 
@@ -218,7 +219,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
     def fetch_pages(
         mode: str,
         base_request: dict[str, Any],
-        batch: list[dict[str, Any]],
+        batch: list[Mapping[str, Any]],
         concurrency: int,
         requests_per_second: float | None,
         queue_url: str,
