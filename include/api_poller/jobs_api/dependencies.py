@@ -91,7 +91,7 @@ def get_dag_bag() -> DBDagBag:
 DagBagDep = Annotated[DBDagBag, Depends(get_dag_bag)]
 
 
-def job_runs() -> Select[tuple[DagRun]]:
+def job_runs() -> Select[DagRun]:
     return select(DagRun).where(DagRun.dag_id == DAG_ID)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
@@ -58,10 +58,12 @@ def _request_fields() -> dict[str, Any]:
     return fields
 
 
-# The body of ``POST /jobs``.
-JobRequestBody: type[JobRequestBase] = create_model(  # type: ignore[call-overload]
-    "JobRequestBody", __base__=JobRequestBase, **_request_fields()
-)
+# The body of ``POST /jobs``: built from the job-request definition at import time; type checkers
+# see the base class (the fields are dynamic).
+if TYPE_CHECKING:
+    JobRequestBody = JobRequestBase
+else:
+    JobRequestBody = create_model("JobRequestBody", __base__=JobRequestBase, **_request_fields())
 
 
 class JobEntry(BaseModel):

@@ -209,7 +209,7 @@ def url_refused(url: str, reason: InvalidJobRequest) -> RequestValidationError:
     summary="Start a job (a run of the api_poller DAG)",
 )
 def create_job(
-    body: JobRequestBody,  # type: ignore[valid-type]
+    body: JobRequestBody,
     user: GetUserDep,
     session: SessionDep,
     settings: SettingsDep,
