@@ -243,3 +243,16 @@ def test_a_source_whose_connection_does_not_exist_fails_clearly_and_writes_nothi
         task_connection(load_source(sources.folder / f"{NO_CONNECTION}.yaml"))
     assert aws.keys(RAW_BUCKET) == [] and aws.keys(PROCESSED_BUCKET) == []
     assert aws.queue_depth(QUEUE) == 0
+
+
+def test_a_trigger_that_names_a_url_is_refused_and_nothing_is_written(sources: Sources, aws) -> None:
+    """A source's host comes from its Connection only: a conf key the source does not know fails the
+    plan (the conf reaches it through the run's params, as a REST API trigger's would)."""
+    name = "offset_basic"
+    before = stats(sources.urls[name])["requests"]
+    dag_run = run_source(sources, name, {"url": "http://elsewhere.example/items"})
+
+    assert str(dag_run.state) == "failed"
+    assert task_states(dag_run)["plan"] == "failed"
+    assert stats(sources.urls[name])["requests"] == before  # refused before any request
+    assert aws.keys(RAW_BUCKET) == [] and aws.keys(PROCESSED_BUCKET) == []
