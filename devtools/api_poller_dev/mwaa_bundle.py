@@ -56,6 +56,8 @@ MWAA_PROVIDED_MODULES: Mapping[str, str] = {
     "starlette": "apache-airflow dependency (api-server)",
     "pydantic": "apache-airflow dependency",
     "sqlalchemy": "apache-airflow dependency",
+    "yaml": "apache-airflow dependency (PyYAML; source files)",
+    "pendulum": "apache-airflow dependency",
 }
 
 # Settings written to startup.sh with a placeholder: they name the deployment's own resources.
@@ -242,6 +244,12 @@ def build_bundle(
     return bundle
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
 def third_party_imports(folders: Iterable[Path], local: Iterable[str] = ()) -> dict[str, set[str]]:
     """Top-level modules imported by the .py files under ``folders`` that are neither the standard
     library nor ``local`` (the bundle's own packages): {module: {importing files}}."""
@@ -249,7 +257,18 @@ def third_party_imports(folders: Iterable[Path], local: Iterable[str] = ()) -> d
     found: dict[str, set[str]] = {}
     for folder in folders:
         for path in folder.rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            # Imports only type checkers see (``if TYPE_CHECKING:``) never run on MWAA.
+            typing_only = {
+                id(inner)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.If) and _is_type_checking(node.test)
+                for statement in node.body
+                for inner in ast.walk(statement)
+            }
+            for node in ast.walk(tree):
+                if id(node) in typing_only:
+                    continue
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

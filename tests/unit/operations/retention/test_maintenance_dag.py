@@ -114,7 +114,8 @@ def test_maintenance_dag_removes_exactly_what_expired(airflow_db: Path, aws: Aws
     assert tis_after == tis_before > 0  # nor any task instance
     purge = reports[names.PURGE_STATUS_TASK]
     assert purge["purged_before"] == (as_of - 3 * DAY - HOUR).isoformat()
-    assert purge["held_back_by"] == [across]
+    # Other tests of this session may leave unfinished runs of their own: look at this test's runs.
+    assert [run for run in purge["held_back_by"] if run.startswith("retention__")] == [across]
     assert purge["xcom_rows"] >= 2 * full  # earlier tests' runs in this session may have aged out too
 
     # The job API's view: the purged jobs have expired, the others have not.
