@@ -9,6 +9,9 @@ from __future__ import annotations
 # DAGs
 POLLER_DAG_ID = "api_poller"
 MAINTENANCE_DAG_ID = "api_poller_maintenance"
+# One DAG per source file (the DAG factory): api_poller__<source name>.
+SOURCE_DAG_PREFIX = f"{POLLER_DAG_ID}__"
+SOURCE_DAG_TAG = "api-poller-source"
 
 # Tasks of the poller DAG, in the order the data flows.
 PREPARE_RESOURCES_TASK = "prepare_resources"
@@ -33,3 +36,14 @@ JOB_KEY = "job"  # the plan's job description (URL, totals, page size)
 TOTAL_PAGES_KEY = "total_pages"  # the plan's page count, read by progress readers
 SUMMARY_KEY = "summary"  # the report's job summary
 RECONCILIATION_KEY = "reconciliation"  # the report's reconciliation
+WATERMARK_KEY = "watermark"  # a source report's watermark (before, after, advanced or why not)
+
+
+def source_dag_id(source_name: str) -> str:
+    """The DAG id of a source: ``api_poller__<name>``."""
+    return f"{SOURCE_DAG_PREFIX}{source_name}"
+
+
+def source_of_dag(dag_id: str) -> str | None:
+    """The source name of a source DAG's id, or None for any other DAG."""
+    return dag_id.removeprefix(SOURCE_DAG_PREFIX) if dag_id.startswith(SOURCE_DAG_PREFIX) else None

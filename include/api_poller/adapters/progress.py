@@ -45,12 +45,24 @@ def load_plan(dag_id: str, run_id: str, session: Session) -> list[dict[str, Any]
     return values[0] if values else None
 
 
-def load_job_progress(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, int]:
-    """The seed's progress document for one job (DAG run); Total is 0 until the plan is made."""
+def load_job_progress(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, int | bool]:
+    """The seed's progress document for one job (DAG run); Total is 0 until the plan is made.
+
+    A walked source job (a cursor or next link: the total is unknown until the walk ends) adds
+    ``TotalKnown``: while the walk goes on, Total is the pages discovered so far and TotalKnown is
+    false; once the walk's fetch task has ended, Total is final and TotalKnown true. A planned job's
+    document is the seed's, unchanged (its Total is known from the plan).
+    """
     if session is None:
         from airflow.utils.session import create_session
 
         with create_session() as own_session:
             return load_job_progress(dag_id, run_id, own_session)
     totals = _xcom_values(dag_id, run_id, names.TOTAL_PAGES_KEY, session, task_id=names.PLAN_TASK)
-    return summarize(load_page_statuses(dag_id, run_id, session), int(totals[0]) if totals else 0)
+    statuses = load_page_statuses(dag_id, run_id, session)
+    if totals and totals[0] is None:  # a walk
+        walked = _xcom_values(dag_id, run_id, names.RETURN_VALUE_KEY, session, task_id=names.FETCH_TASK)
+        document: dict[str, int | bool] = dict(summarize(statuses, len(statuses)))
+        document["TotalKnown"] = bool(walked)
+        return document
+    return dict(summarize(statuses, int(totals[0]) if totals else 0))

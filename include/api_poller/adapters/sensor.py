@@ -22,8 +22,7 @@ from botocore.config import Config
 
 from api_poller import names
 from api_poller.core.lifecycle import StatusRecorder, merge_page_statuses
-from api_poller.core.planning import PageTask
-from api_poller.pipeline.consume import PageConsumer, RunOutcome
+from api_poller.pipeline.consume import PageConsumer, RunOutcome, plan_page_ids
 
 FINISHED_TI_STATES = ["success", "failed", "skipped", "upstream_failed", "removed"]
 ACTIVE_TI_STATES = ["queued", "running", "deferred", "restarting"]
@@ -57,7 +56,8 @@ class PageMessageSensor(SqsSensor):
 
     It runs alongside the fetch tasks: downstream of them (clearing a fetch task clears it too)
     with trigger rule ``always``, it starts at once and itself waits for the plan and the queue
-    URLs (skipped if either step did not succeed). It succeeds once every planned page is
+    URLs (skipped if either step did not succeed). It succeeds once every page of the plan (for a
+    walked source, every page the walk announced or recorded, once it ended) is
     processed, dead-lettered, or (once every fetch task has ended) failed or never enqueued by its
     fetch task, and times out after ``timeout`` otherwise. Messages are never deleted on
     reception (the provider's default), or the dead-letter queue could never work.
@@ -178,6 +178,7 @@ class PageMessageSensor(SqsSensor):
         )
         # One pooled connection per worker thread (botocore keeps 10 by default).
         pool = Config(max_pool_connections=self.workers + 4)
+        pages, discover = plan_page_ids(plan)
         return PageConsumer(
             s3=S3Hook(aws_conn_id=self.aws_conn_id, config=pool).get_conn(),
             sqs=self.hook.conn,
@@ -186,7 +187,8 @@ class PageMessageSensor(SqsSensor):
             raw_bucket=self.raw_bucket,
             processed_bucket=self.processed_bucket,
             job_id=self.job_id,
-            pages=[PageTask.from_dict(page).page_id for entry in plan for page in entry["batch"]],
+            pages=pages,
+            discover_pages=discover,
             recorder=self._recorder,
             fetch=FetchTasks(ti, self.fetch_task_id, tasks=len(plan)),
             max_receive_count=self.max_receive_count,

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 Item = TypeVar("Item")
 
+DEFAULT_RECORDS_PATH = "payload"
+DEFAULT_PRIMARY_KEY = "id"
+
 
 @dataclass(frozen=True)
 class PagePointer:
@@ -28,27 +31,47 @@ class PagePointer:
     key: str
     start_at: int
     count: int
+    # How to read the page (a source's; the defaults are the seed's): where its records are, the
+    # field that identifies a record (None: counts only), and the incremental cursor field.
+    records_path: str = DEFAULT_RECORDS_PATH
+    primary_key: str | None = DEFAULT_PRIMARY_KEY
+    cursor_field: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PagePointer:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 def message_body(pointer: PagePointer) -> str:
-    return json.dumps(
-        {
-            "jobId": pointer.job_id,
-            "taskId": pointer.page_id,
-            "bucket": pointer.bucket,
-            "key": pointer.key,
-            "startAt": pointer.start_at,
-            "count": pointer.count,
-        },
-        sort_keys=True,
-    )
+    """The seed's message; a source's page adds how to read it (only what differs from the seed,
+    so a seed message is byte for byte what it always was)."""
+    body: dict[str, Any] = {
+        "jobId": pointer.job_id,
+        "taskId": pointer.page_id,
+        "bucket": pointer.bucket,
+        "key": pointer.key,
+        "startAt": pointer.start_at,
+        "count": pointer.count,
+    }
+    if pointer.records_path != DEFAULT_RECORDS_PATH:
+        body["recordsPath"] = pointer.records_path
+    if pointer.primary_key != DEFAULT_PRIMARY_KEY:
+        body["primaryKey"] = pointer.primary_key
+    if pointer.cursor_field is not None:
+        body["cursorField"] = pointer.cursor_field
+    return json.dumps(body, sort_keys=True)
+
+
+def _optional_text(body: Mapping[str, Any], name: str, default: str | None) -> str | None:
+    if name not in body:
+        return default
+    value = body[name]
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string or null, got {value!r}")
+    return value
 
 
 def message_attributes(pointer: PagePointer) -> dict[str, MessageAttributeValueTypeDef]:
@@ -70,6 +93,9 @@ def parse_message(message: Mapping[str, Any]) -> PagePointer:
             key=str(body["key"]),
             start_at=int(body["startAt"]),
             count=int(body["count"]),
+            records_path=_optional_text(body, "recordsPath", DEFAULT_RECORDS_PATH) or DEFAULT_RECORDS_PATH,
+            primary_key=_optional_text(body, "primaryKey", DEFAULT_PRIMARY_KEY),
+            cursor_field=_optional_text(body, "cursorField", None),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a page message: {exc}") from exc

@@ -46,3 +46,19 @@ def processed_key(job_id: str, page_id: str) -> str:
 
 def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
+
+
+def slow_down_key(job_id: str) -> str:
+    """The job's "slow down until" signal after a 429 (raw bucket), read by all its fetch tasks.
+
+    Under the raw prefix so the retention removes it with the job's leftovers; its name starts
+    with ``_`` so it is never taken for a page (page ids are ``page-NNNNNN``).
+    """
+    return f"{raw_prefix(job_id)}_slow_down.json"
+
+
+def watermark_key(source: str) -> str:
+    """A source's incremental watermark (processed bucket): ``state/<source>/watermark.json``."""
+    if not source or "/" in source or source in (".", ".."):
+        raise ValueError(f"source name {source!r} cannot name a watermark")
+    return f"state/{source}/watermark.json"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from api_poller.core.errors import InvalidJobRequest, InvalidMetadata
+
+Item = TypeVar("Item")
 
 # A page past this many records is refused as absurd rather than planned.
 MAX_TOTAL_RECORDS = 1_000_000_000
@@ -132,3 +134,27 @@ def share_concurrency(concurrency: int, task_count: int) -> list[int]:
         return []
     base, extra = divmod(concurrency, task_count)
     return [max(1, base + (1 if index < extra else 0)) for index in range(task_count)]
+
+
+def share_rate(requests_per_second: float | None, task_count: int) -> list[float | None]:
+    """Split the job's rate cap over its fetch tasks, like its concurrency: the shares add up to
+    the cap (None: no cap, for every task)."""
+    if task_count <= 0:
+        return []
+    if requests_per_second is None:
+        return [None] * task_count
+    return [requests_per_second / task_count] * task_count
+
+
+def split_evenly(items: Sequence[Item], task_count: int) -> list[list[Item]]:
+    """Contiguous, near-equal parts (sizes differ by at most one), at most ``task_count`` of them."""
+    if task_count <= 0 or not items:
+        return []
+    count = min(task_count, len(items))
+    size, extra = divmod(len(items), count)
+    parts, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        parts.append(list(items[start:end]))
+        start = end
+    return parts

@@ -82,7 +82,8 @@ class ClientOptions:
     follow_redirects: bool = True
 
 
-async def _read_limited(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+async def read_limited(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+    """The response body, refused (FatalError) once it passes ``limit`` bytes."""
     declared = response.content_length
     if declared is not None and declared > limit:
         raise FatalError(f"response from {url} is {declared} bytes, above the limit of {limit}")
@@ -107,7 +108,7 @@ async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOpt
                     f"HTTP {response.status} from {url}: a redirect is not followed with the "
                     "partner Connection's credentials; give the final URL"
                 )
-            body = await _read_limited(response, url, options.max_response_bytes)
+            body = await read_limited(response, url, options.max_response_bytes)
             if response.status != 200:
                 raise error_for_status(
                     response.status,

@@ -26,6 +26,10 @@ Why it works the way it does (each point was a bug once, or a cost that was meas
   visibility timeout) are drained at the end rather than left to the next job.
 * Receiving overlaps processing: the next batch is received while the workers process the current
   one. Raw pages and messages are deleted in batches (one call per received batch).
+* A walked job (a source whose total is unknown: cursor, next link) has no planned pages: with
+  ``discover_pages`` the job's pages are the ones its messages announce, as they arrive; once every
+  fetch task has ended, the pages the fetch recorded are the final list, settled as planned pages
+  are (so a page the walk saved but never enqueued is not forgotten).
 
 No Airflow here: the process step's sensor (``adapters.sensor``) adapts this class to Airflow.
 """
@@ -54,6 +58,7 @@ from api_poller.aws.messaging import (
 from api_poller.aws.objects import delete_raw_pages, stored_page_ids
 from api_poller.core.keys import processed_prefix, processing_error_key, safe_job_id
 from api_poller.core.lifecycle import PageState, StatusRecorder
+from api_poller.core.planning import PageTask, page_id
 from api_poller.pipeline.process import PageProcessingError, ProcessedPage, process_page
 from api_poller.pipeline.progress_log import ProgressLog
 
@@ -100,8 +105,10 @@ class RunOutcome(enum.Enum):
 class PageConsumer:
     """Receives, processes and deletes page messages until every page of ``job_id`` is settled.
 
-    ``pages`` are the job's planned page ids; ``recorder`` collects this consumer's page records
-    (its owner publishes them: call ``recorder.flush()`` after ``run``). ``fetch`` tells whether
+    ``pages`` are the job's planned page ids (with ``discover_pages``, the job's pages are also
+    those its messages announce, and the fetch's recorded pages once it ended); ``recorder``
+    collects this consumer's page records (its owner publishes them: call ``recorder.flush()``
+    after ``run``). ``fetch`` tells whether
     the fetch step has ended and what it recorded. ``wait_time_seconds`` is the long poll of an
     idle receive; ``housekeeping_seconds`` how often an idle consumer looks around.
     """
@@ -124,6 +131,7 @@ class PageConsumer:
         wait_time_seconds: int = 1,
         workers: int = 10,
         housekeeping_seconds: float = 2.0,
+        discover_pages: bool = False,
     ) -> None:
         self._s3 = s3
         self._sqs = sqs
@@ -135,6 +143,9 @@ class PageConsumer:
         # Messages carry the sanitized job id as their jobId attribute.
         self._attribute_job_id = safe_job_id(job_id)
         self._pending = set(pages)
+        self._settled: set[str] = set()
+        # True while the job's page list may still grow (a walk whose fetch has not ended).
+        self._discovering = discover_pages
         self._recorder = recorder
         self._fetch = fetch
         self._max_receive_count = max_receive_count
@@ -170,7 +181,7 @@ class PageConsumer:
         deadline = time.monotonic() + seconds
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
             # Keep consuming while the fetch tasks produce; look around only when the queue is idle.
-            while self._pending and time.monotonic() < deadline:
+            while self._unsettled() and time.monotonic() < deadline:
                 if self._consume_once(pool):
                     self._idle_since = None
                     continue
@@ -183,9 +194,9 @@ class PageConsumer:
                 if yield_when_idle_seconds and self._should_give_way(now, yield_when_idle_seconds):
                     return RunOutcome.GAVE_WAY
             self._finish_batches(keep=0)
-            if not self._pending and self._sweep_at_end:
+            if not self._unsettled() and self._sweep_at_end:
                 self._sweep(pool)
-        if self._pending:
+        if self._unsettled():
             log.info("%d pages of job %s still pending", len(self._pending), self._job_id)
             return RunOutcome.PENDING
         return RunOutcome.SETTLED
@@ -200,10 +211,20 @@ class PageConsumer:
         # flight (received, not deleted); they come back after the visibility timeout.
         self._sweep_at_end = self._settled_here > 0
 
+    def _unsettled(self) -> bool:
+        """Pages are pending, or may still be discovered."""
+        return bool(self._pending) or self._discovering
+
+    def _discover(self, page: str) -> None:
+        """A page of the job announced while its page list is still growing (a walk)."""
+        if self._discovering and page not in self._settled:
+            self._pending.add(page)
+
     def _settle(self, page: str, state: PageState | None, **details: Any) -> None:
         """Take the page off the pending list; record ``state`` unless another task already did."""
         if state is not None:
             self._recorder.mark(page, state, **details)
+        self._settled.add(page)
         if page in self._pending:
             self._pending.discard(page)
             self._settled_here += 1
@@ -214,7 +235,11 @@ class PageConsumer:
         elsewhere, dead letters."""
         if self._fetch_tasks_finished():
             if not self._fetch_outcomes_read:  # final once the fetch tasks ended: read them once
-                self._settle_never_enqueued()
+                fetched = self._fetch.fetch_records()
+                if self._discovering:  # the walk is over: its recorded pages are the final list
+                    self._pending.update(set(fetched) - self._settled)
+                    self._discovering = False
+                self._settle_never_enqueued(fetched)
                 self._fetch_outcomes_read = True
             if self._pending:
                 self._collect_processed_elsewhere()
@@ -239,9 +264,8 @@ class PageConsumer:
         self._idle_since = now  # check again after another spell of patience
         return False
 
-    def _settle_never_enqueued(self) -> None:
+    def _settle_never_enqueued(self, fetched: Mapping[str, Mapping[str, Any]]) -> None:
         """Every fetch task has ended: a pending page it did not enqueue will never arrive."""
-        fetched = self._fetch.fetch_records()
         for page in sorted(self._pending):
             record = fetched.get(page)
             state = PageState(record["state"]) if record else None
@@ -256,7 +280,10 @@ class PageConsumer:
     def _collect_processed_elsewhere(self) -> None:
         """Pages whose output exists were processed (by another consumer or an earlier try)."""
         found = stored_page_ids(self._s3, self._processed_bucket, processed_prefix(self._job_id))
-        for page in sorted(found & self._pending):
+        # While a walk goes on, every processed page of the job is one of its pages.
+        mine = found - self._settled if self._discovering else found & self._pending
+        for page in sorted(mine):
+            self._discover(page)
             self._settle(page, PageState.SUCCESSFULLY_COMPLETED, processed_key=None, recovered=True)
 
     # -- the main queue --------------------------------------------------------------------
@@ -341,6 +368,8 @@ class PageConsumer:
     def _record(self, message: Message, result: ProcessedPage | str) -> None:
         page = message_page_id(message) or "?"
         mine = message_job_id(message) == self._attribute_job_id
+        if mine:
+            self._discover(page)
         if isinstance(result, ProcessedPage):
             if mine:
                 self._settle(
@@ -349,6 +378,7 @@ class PageConsumer:
                     processed_key=result.key,
                     records=result.records,
                     receives=receive_count(message),
+                    max_cursor=result.max_cursor,  # a source's incremental cursor, for the watermark
                 )
             return
         log.warning("%s failed processing (receive %d): %s", page, receive_count(message), result)
@@ -391,6 +421,26 @@ class PageConsumer:
             return str(json.loads(note["Body"].read())["error"])
         except (ClientError, ValueError, KeyError):
             return "no error note was left by the consumers"
+
+
+def plan_page_ids(plan: list[dict[str, Any]]) -> tuple[list[str], bool]:
+    """The page ids a plan (the plan task's return value) announces, and whether the job's pages
+    are discovered as it goes (a source walked page after page, whose total is unknown).
+
+    The seed's entries hold ``PageTask`` dicts; a source's (``pipeline.source_fetch``'s fetch task
+    arguments) hold page requests and their ``mode``.
+    """
+    pages: list[str] = []
+    discover = False
+    for entry in plan:
+        mode = entry.get("mode")
+        if mode is None:
+            pages.extend(PageTask.from_dict(page).page_id for page in entry["batch"])
+        elif mode == "walk":
+            discover = True
+        else:
+            pages.extend(page_id(int(request.get("page", 1))) for request in entry["batch"])
+    return pages, discover
 
 
 def receive_count(message: Mapping[str, Any]) -> int:

@@ -9,8 +9,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from api_poller.aws.messaging import PagePointer
+from api_poller.aws.messaging import DEFAULT_PRIMARY_KEY, DEFAULT_RECORDS_PATH, PagePointer
+from api_poller.core.errors import ResponseShapeError
+from api_poller.core.incremental import CursorValue, CursorValueError, max_cursor_value
 from api_poller.core.keys import processed_key
+from api_poller.partner.records import RecordsPath
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +30,69 @@ class ProcessedPage:
     # The raw object (bucket, key) to delete now that its records are written (see
     # delete_raw_pages); None when an earlier delivery already processed the page.
     raw: tuple[str, str] | None = None
+    # The highest value of the pointer's incremental cursor field on the page (also stored as the
+    # processed object's ``max-cursor`` metadata, JSON-encoded, so a repeat delivery finds it).
+    max_cursor: CursorValue | None = None
 
 
-def records_to_ndjson(document: Any, page_id: str) -> tuple[bytes, int]:
-    """One JSON object per line; every record must be an object with an ``id``."""
-    if not isinstance(document, dict) or not isinstance(document.get("payload"), list):
-        raise PageProcessingError(f"{page_id}: raw payload has no 'payload' list")
+@dataclass(frozen=True)
+class PageRecords:
+    """A page's records as NDJSON, their count, and the highest incremental cursor value."""
+
+    body: bytes
+    count: int
+    max_cursor: CursorValue | None = None
+
+
+def _records_of(document: Any, page_id: str, records_path: str) -> list[Any]:
+    if records_path == DEFAULT_RECORDS_PATH:  # the seed's protocol, with its own message
+        if not isinstance(document, dict) or not isinstance(document.get("payload"), list):
+            raise PageProcessingError(f"{page_id}: raw payload has no 'payload' list")
+        return list(document["payload"])
+    try:
+        return RecordsPath.parse(records_path).extract(document)
+    except (ValueError, ResponseShapeError) as error:
+        raise PageProcessingError(f"{page_id}: {error}") from None
+
+
+def read_page_records(
+    document: Any,
+    page_id: str,
+    *,
+    records_path: str = DEFAULT_RECORDS_PATH,
+    primary_key: str | None = DEFAULT_PRIMARY_KEY,
+    cursor_field: str | None = None,
+) -> PageRecords:
+    """One JSON object per line from the records at ``records_path``; each record must carry
+    ``primary_key`` when one is declared (None: any object will do, reconciliation counts only)."""
     lines = []
-    for position, record in enumerate(document["payload"]):
-        if not isinstance(record, dict) or "id" not in record:
-            raise PageProcessingError(f"{page_id}: record {position} has no 'id'")
+    records = _records_of(document, page_id, records_path)
+    for position, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise PageProcessingError(f"{page_id}: record {position} is not an object")
+        if primary_key is not None and primary_key not in record:
+            raise PageProcessingError(f"{page_id}: record {position} has no {primary_key!r}")
         lines.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+    max_cursor = None
+    if cursor_field is not None:
+        try:
+            max_cursor = max_cursor_value(records, cursor_field)
+        except CursorValueError as error:
+            raise PageProcessingError(f"{page_id}: {cursor_field}: {error}") from None
     body = ("\n".join(lines) + "\n").encode() if lines else b""
-    return body, len(lines)
+    return PageRecords(body, len(lines), max_cursor)
+
+
+def records_to_ndjson(
+    document: Any,
+    page_id: str,
+    records_path: str = DEFAULT_RECORDS_PATH,
+    primary_key: str | None = DEFAULT_PRIMARY_KEY,
+) -> tuple[bytes, int]:
+    """One JSON object per line; by default (the seed's protocol) every record of ``payload``
+    must be an object with an ``id``."""
+    page = read_page_records(document, page_id, records_path=records_path, primary_key=primary_key)
+    return page.body, page.count
 
 
 def _is_missing(error: ClientError) -> bool:
@@ -65,18 +118,41 @@ def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) ->
             if _is_missing(missing):
                 raise PageProcessingError(f"{pointer.page_id}: raw object {pointer.key} is gone") from None
             raise
-        records = int(head.get("Metadata", {}).get("records", 0))
-        return ProcessedPage(pointer.page_id, target, records)
+        metadata = head.get("Metadata", {})
+        records = int(metadata.get("records", 0))
+        return ProcessedPage(pointer.page_id, target, records, max_cursor=_stored_cursor(metadata))
     try:
         document = json.loads(raw)
     except ValueError:
         raise PageProcessingError(f"{pointer.page_id}: raw payload is not JSON") from None
-    body, records = records_to_ndjson(document, pointer.page_id)
+    page = read_page_records(
+        document,
+        pointer.page_id,
+        records_path=pointer.records_path,
+        primary_key=pointer.primary_key,
+        cursor_field=pointer.cursor_field,
+    )
+    metadata = {"records": str(page.count), "job-id": pointer.job_id}
+    if page.max_cursor is not None:
+        metadata["max-cursor"] = json.dumps(page.max_cursor)
     s3_client.put_object(
         Bucket=processed_bucket,
         Key=target,
-        Body=body,
+        Body=page.body,
         ContentType="application/x-ndjson",
-        Metadata={"records": str(records), "job-id": pointer.job_id},
+        Metadata=metadata,
     )
-    return ProcessedPage(pointer.page_id, target, records, raw=(pointer.bucket, pointer.key))
+    return ProcessedPage(
+        pointer.page_id, target, page.count, raw=(pointer.bucket, pointer.key), max_cursor=page.max_cursor
+    )
+
+
+def _stored_cursor(metadata: dict[str, str]) -> CursorValue | None:
+    text = metadata.get("max-cursor")
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, str | int | float) and not isinstance(value, bool) else None

@@ -111,3 +111,91 @@ def reconcile_job(
         statuses=statuses,
         read_output=settings.reconcile == "full",
     )
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def _read_keys(s3_client: Any, bucket: str, key: str, primary_key: str) -> list[Any]:
+    """The primary key values of one processed page, read line by line."""
+    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+    return [json.loads(line).get(primary_key) for line in body.iter_lines() if line.strip()]
+
+
+def reconcile_source_output(
+    *,
+    s3_client: Any,
+    processed_bucket: str,
+    job_id: str,
+    pages: list[str],
+    fetched: Mapping[str, int | None],
+    written: Mapping[str, int],
+    primary_key: str | None,
+    read_output: bool,
+    resumed: frozenset[str] = frozenset(),
+    workers: int = 16,
+) -> dict[str, Any]:
+    """Compare a source job's output with what its fetch tasks fetched.
+
+    ``pages`` are the job's pages (planned, or those the walk recorded); ``fetched`` each page's
+    record count as its fetch task saved it (None: never saved); ``written`` each page's count as
+    the consumer recorded it (pages missing there are read from the processed object's metadata).
+    With ``read_output`` and a ``primary_key`` every processed object is read back to count
+    duplicate ids across the job; without a primary key, records are only counted. ``resumed``
+    pages were found processed by a retried fetch task, which did not fetch them again: their
+    output is their count.
+    """
+    landed = stored_page_ids(s3_client, processed_bucket, processed_prefix(job_id))
+    expected = set(pages)
+    present = sorted(expected & landed)
+    pages_missing = sorted(expected - landed)
+    per_page = {page: int(written[page]) for page in present if written.get(page) is not None}
+    id_counts: Counter = Counter()
+    full = read_output and primary_key is not None
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        if full:
+            keys = [processed_key(job_id, page) for page in present]
+            read = pool.map(lambda k: _read_keys(s3_client, processed_bucket, k, str(primary_key)), keys)
+            for page, ids in zip(present, read, strict=True):
+                per_page[page] = len(ids)
+                id_counts.update(ids)
+        else:
+            unknown = [page for page in present if page not in per_page]
+            keys = [processed_key(job_id, page) for page in unknown]
+            counts = pool.map(lambda k: _stored_count(s3_client, processed_bucket, k), keys)
+            per_page.update(zip(unknown, counts, strict=True))
+    fetched = {
+        **{page: per_page.get(page) for page in resumed if page in expected},
+        **{page: count for page, count in fetched.items() if count is not None},
+    }
+    never_saved = sorted(page for page in expected if fetched.get(page) is None)
+    wrong_counts = {
+        page: {"fetched": fetched.get(page), "written": count}
+        for page, count in sorted(per_page.items())
+        if fetched.get(page) is not None and count != fetched.get(page)
+    }
+    duplicates = sorted((i for i, n in id_counts.items() if n > 1), key=str)
+    records_fetched = sum(int(fetched.get(page) or 0) for page in expected)
+    records_written = sum(per_page.values())
+    unique = len(id_counts) if full else records_written
+    return {
+        "mode": "full" if full else "counts",
+        "primaryKey": primary_key,
+        "plannedPages": len(expected),
+        "pagesWithOutput": len(present),
+        "pagesMissing": pages_missing[:SAMPLE],
+        "pagesMissingCount": len(pages_missing),
+        "pagesNeverSaved": never_saved[:SAMPLE],
+        "totalRecords": records_fetched,
+        "recordsWritten": records_written,
+        "uniqueRecords": unique,
+        "duplicateIdsCount": len(duplicates),
+        "duplicateIds": duplicates[:SAMPLE],
+        "recordsMissing": max(0, records_fetched - records_written),
+        "pagesWithWrongCount": dict(list(wrong_counts.items())[:SAMPLE]),
+        "complete": not pages_missing
+        and not never_saved
+        and not wrong_counts
+        and not duplicates
+        and records_written == records_fetched,
+    }

@@ -1,4 +1,9 @@
-"""The job summary the report step publishes (and fails on, if pages are missing)."""
+"""The job summary the report step publishes (and fails on, if pages are missing).
+
+``report_job`` reports a job of the seed's ``api_poller`` DAG; ``report_source_job`` a job of a
+source DAG, whose record counts come from what its fetch tasks fetched (there is no planned total
+record count) and which advances an incremental source's watermark once the job is complete.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ if TYPE_CHECKING:
     from airflow.sdk.types import RuntimeTaskInstanceProtocol
 
     from api_poller.aws.clients import S3Client
+    from api_poller.core.incremental import CursorValue
     from api_poller.settings import PollerSettings
+    from api_poller.sources.spec import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,146 @@ def report_job(
         message = f"job incomplete: {summary['progress']}; failed pages: {summary['failedPages']}"
         if summary["reconciliation"] and not summary["reconciliation"]["complete"]:
             message += f"; reconciliation: {summary['reconciliation']}"
+        if settings.on_incomplete == "fail":
+            raise IncompleteJob(message)
+        log.warning("%s (API_POLLER_ON_INCOMPLETE=warn)", message)
+    return summary
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def _task_statuses(ti: RuntimeTaskInstanceProtocol, task_id: str) -> dict[str, dict[str, Any]]:
+    """Each page's latest record in one task (every map index of it)."""
+    return merge_page_statuses(ti.xcom_pull(task_ids=[task_id], key=names.STATUS_KEY) or [])
+
+
+def walk_outcome(ti: RuntimeTaskInstanceProtocol) -> dict[str, Any]:
+    """How the walk of a walked source ended: its fetch task's result, or why there is none."""
+    results = [result for result in ti.xcom_pull(task_ids=[names.FETCH_TASK]) or [] if result]
+    if not results:
+        return {"complete": False, "stop_reason": "unfinished", "stop_detail": "the walk's fetch task failed"}
+    result = results[0]
+    keys = ("pages", "complete", "stop_reason", "stop_detail", "truncated")
+    return {key: result.get(key) for key in keys}
+
+
+def _stored_max_cursor(s3_client: S3Client, bucket: str, key: str) -> CursorValue | None:
+    text = s3_client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("max-cursor")
+    try:
+        value = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if isinstance(value, str | int | float) and not isinstance(value, bool) else None
+
+
+def job_max_cursor(
+    s3_client: S3Client, bucket: str, job_id: str, pages: Iterable[str], processed: Mapping[str, Any]
+) -> CursorValue | None:
+    """The highest cursor value the job's pages wrote: from the consumer's page records, or, for
+    pages processed elsewhere (another consumer, an earlier try), from the processed object."""
+    from api_poller.core.incremental import is_later
+    from api_poller.core.keys import processed_key
+
+    best: CursorValue | None = None
+    for page in pages:
+        record = processed.get(page) or {}
+        value = record.get("max_cursor")
+        if value is None and record.get("processed_key") is None:
+            value = _stored_max_cursor(s3_client, bucket, processed_key(job_id, page))
+        if value is not None and (best is None or is_later(value, best)):
+            best = value
+    return best
+
+
+def advance_source_watermark(
+    settings: PollerSettings,
+    spec: SourceSpec,
+    s3_client: S3Client,
+    *,
+    job_id: str,
+    complete: bool,
+    pages: Iterable[str],
+    processed: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Advance an incremental source's watermark to the job's highest cursor value, only when
+    the job is complete; what happened (before, after, or why not)."""
+    from api_poller.aws.watermark import advance_watermark, read_watermark
+
+    before = read_watermark(s3_client, settings.processed_bucket, spec.name)
+    outcome: dict[str, Any] = {"before": before.value if before else None, "advanced": False}
+    if not complete:
+        outcome["reason"] = "the job is incomplete: the watermark stays where it was"
+        return outcome
+    value = job_max_cursor(s3_client, settings.processed_bucket, job_id, pages, processed)
+    after = advance_watermark(s3_client, settings.processed_bucket, spec.name, value, job_id=job_id)
+    outcome.update(after=after.value if after else None, jobMax=value)
+    outcome["advanced"] = after is not None and (before is None or after.value != before.value)
+    return outcome
+
+
+def report_source_job(
+    settings: PollerSettings, spec: SourceSpec, ti: RuntimeTaskInstanceProtocol, s3_client: S3Client
+) -> dict[str, Any]:
+    """The report task of a source: reconcile what was written with what was fetched, publish the
+    summary (XComs ``summary`` and ``reconciliation``), advance an incremental source's watermark
+    if the job is complete (XCom ``watermark``); raise if the job is incomplete."""
+    from api_poller.pipeline.consume import plan_page_ids
+    from api_poller.pipeline.reconcile import reconcile_source_output
+
+    job = ti.xcom_pull(task_ids=names.PLAN_TASK, key=names.JOB_KEY)
+    plan = ti.xcom_pull(task_ids=names.PLAN_TASK)
+    if not job or not plan:
+        raise NothingToReport("the plan step failed (see its log), so nothing was fetched")
+    fetch_statuses = _task_statuses(ti, names.FETCH_TASK)
+    processed = {
+        page: record
+        for page, record in _task_statuses(ti, names.CONSUME_TASK_ID).items()
+        if record["state"] == PageState.SUCCESSFULLY_COMPLETED
+    }
+    planned, walked = plan_page_ids(plan)
+    # A walk's pages are the ones it recorded (the page that failed it included).
+    pages = sorted(fetch_statuses) if walked else planned
+    reconciliation = reconcile_source_output(
+        s3_client=s3_client,
+        processed_bucket=settings.processed_bucket,
+        job_id=job["job_id"],
+        pages=pages,
+        fetched={page: record.get("records") for page, record in fetch_statuses.items()},
+        written={page: record["records"] for page, record in processed.items() if "records" in record},
+        primary_key=spec.primary_key,
+        read_output=settings.reconcile == "full",
+        resumed=frozenset(
+            page
+            for page, record in fetch_statuses.items()
+            if record.get("resumed") and "records" not in record
+        ),
+    )
+    if walked:
+        reconciliation["walk"] = walk_outcome(ti)
+        reconciliation["complete"] = reconciliation["complete"] and bool(reconciliation["walk"]["complete"])
+    ti.xcom_push(key=names.RECONCILIATION_KEY, value=reconciliation)
+    summary = job_summary(
+        job_id=ti.run_id,
+        total_pages=len(pages),
+        total_records=reconciliation["totalRecords"],
+        processed_bucket=settings.processed_bucket,
+        published_statuses=[fetch_statuses, processed],
+        reconciliation=reconciliation,
+    )
+    summary.update(source=spec.name, mode=job["mode"])
+    if spec.incremental is not None:
+        summary["watermark"] = advance_source_watermark(
+            settings, spec, s3_client, job_id=job["job_id"], complete=summary["complete"], pages=pages,
+            processed=processed,
+        )  # fmt: skip
+        ti.xcom_push(key=names.WATERMARK_KEY, value=summary["watermark"])
+    ti.xcom_push(key=names.SUMMARY_KEY, value=summary)
+    log.info("job summary: %s", json.dumps(summary, default=str))
+    if not summary["complete"]:
+        message = f"job incomplete: {summary['progress']}; failed pages: {summary['failedPages']}"
+        if not reconciliation["complete"]:
+            message += f"; reconciliation: {reconciliation}"
         if settings.on_incomplete == "fail":
             raise IncompleteJob(message)
         log.warning("%s (API_POLLER_ON_INCOMPLETE=warn)", message)

@@ -375,3 +375,74 @@ def test_an_idle_consumer_never_gives_way_unless_asked(stack: MotoStack) -> None
     job, _ = consumer(stack, [0], FakeFetch(finished=False, running=False))
 
     assert job.run(0.3) is RunOutcome.PENDING
+
+
+# --- a walked job (total unknown): pages discovered as they are announced -----------------------
+
+
+def walk_consumer(stack: MotoStack, fetch: FakeFetch) -> tuple[PageConsumer, StatusRecorder]:
+    """A consumer of a walk: no planned pages, the job's pages come from its messages."""
+    recorder = StatusRecorder(lambda value: None, interval=0.0)
+    job = PageConsumer(
+        s3=stack.s3,
+        sqs=stack.sqs,
+        queue_url=stack.queue_url,
+        dead_letter_queue_url=stack.dead_letter_queue_url,
+        raw_bucket=SETTINGS.raw_bucket,
+        processed_bucket=SETTINGS.processed_bucket,
+        job_id=JOB,
+        pages=[],
+        recorder=recorder,
+        fetch=fetch,
+        retry_delay_seconds=0,
+        wait_time_seconds=0,
+        workers=4,
+        housekeeping_seconds=0.0,
+        discover_pages=True,
+    )
+    return job, recorder
+
+
+def test_a_walk_is_not_settled_while_its_fetch_goes_on_and_settles_on_the_fetch_recorded_pages(
+    stack: MotoStack,
+) -> None:
+    # The walk has announced pages 1-3 so far and is still running.
+    announce(stack, [save_raw(stack, page) for page in (1, 2, 3)])
+    fetch = FakeFetch(finished=False, running=True, records=enqueued(1, 2, 3))
+    job, recorder = walk_consumer(stack, fetch)
+
+    # Every page announced so far is processed, but more may come: not settled.
+    assert job.run(1.0) is RunOutcome.PENDING
+    assert sorted(output_ids(stack)) == list(range(10, 40))
+    assert [state(recorder, page) for page in (1, 2, 3)] == ["SuccessfullyCompleted"] * 3
+
+    # The walk goes on (page 4), then ends: page 5 was saved but never enqueued (S3 refused the
+    # message, say) and page 6 is the failure that ended it (a cursor that repeats).
+    announce(stack, [save_raw(stack, 4)])
+    fetch.finished, fetch.running = True, False
+    fetch.records = {
+        **enqueued(1, 2, 3, 4),
+        page_id(5): {"state": PageState.PAYLOAD_SAVED.value, "at": 2.0},
+        page_id(6): {"state": PageState.FAILED_TO_COMPLETE.value, "at": 2.0, "reason": "cursor repeats"},
+    }
+
+    assert job.run(RUN_LIMIT) is RunOutcome.SETTLED
+    assert sorted(output_ids(stack)) == list(range(10, 50))
+    assert state(recorder, 4) == "SuccessfullyCompleted"
+    assert state(recorder, 5) == "FailedToComplete"
+    assert "never enqueued" in recorder.records[page_id(5)]["reason"]
+    assert state(recorder, 6) is None  # the fetch task recorded why; nothing to add
+    assert job.pending == frozenset()
+    assert stack.depth(stack.queue_url) == {"visible": 0, "in_flight": 0}
+
+
+def test_a_walk_whose_pages_were_all_processed_before_a_retry_settles_from_s3(stack: MotoStack) -> None:
+    announce(stack, [save_raw(stack, page) for page in (1, 2)])
+    first, _ = walk_consumer(stack, FakeFetch(finished=False, running=True, records=enqueued(1, 2)))
+    assert first.run(1.0) is RunOutcome.PENDING  # the walk was still going when this try died
+
+    # A new try, after the walk ended: nothing is left on the queue, S3 holds the truth.
+    retry, recorder = walk_consumer(stack, FakeFetch(records=enqueued(1, 2)))
+    assert retry.run(RUN_LIMIT) is RunOutcome.SETTLED
+    assert [state(recorder, page) for page in (1, 2)] == ["SuccessfullyCompleted"] * 2
+    assert sorted(output_ids(stack)) == list(range(10, 30))

@@ -1,0 +1,256 @@
+"""One source file, one DAG: ``build_source_dag(spec, settings)`` -> ``api_poller__<name>``.
+
+The DAG has the seed DAG's shape (``dags/api_poller_dag.py``) and task ids (``names``):
+
+    prepare_resources + plan -> fetch_pages (mapped) -> process.consume_page_messages -> report
+
+* ``plan`` reads the source's Connection and (incremental sources) its watermark, checks the
+  run's conf against the source, reads the first page and plans the job
+  (``pipeline.source_plan``). It pushes the seed's XComs: ``job`` (the plan without its page
+  requests) and ``total_pages`` (None while a walk's total is unknown), and returns one
+  ``fetch_pages`` argument mapping per fetch task.
+* ``fetch_pages`` fetches its planned batch, or walks the source page after page
+  (``pipeline.source_fetch``); each page saved is enqueued at once.
+* ``process.consume_page_messages`` is the seed's consumer sensor; for a walk it learns the
+  job's pages as they are announced (``pipeline.consume``).
+* ``report`` reconciles the job and, for an incremental source, advances the watermark only
+  when the job is complete (``pipeline.report.report_source_job``).
+
+Nothing here touches the network, AWS or the Connection at parse time: the DAG factory builds
+every source's DAG on each parse. The Connection is read by the tasks that need it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, TaskGroup, get_current_context, task
+
+from api_poller import names
+from api_poller.adapters.sensor import PageMessageSensor
+from api_poller.adapters.source_params import source_params
+from api_poller.core.errors import SourceError
+from api_poller.core.keys import s3_uri, watermark_key
+from api_poller.settings import PollerSettings
+from api_poller.sources.spec import SourceSpec
+
+if TYPE_CHECKING:
+    from api_poller.aws.clients import S3Client, SqsClient
+    from api_poller.core.lifecycle import StatusRecorder
+    from api_poller.partner.auth import HttpConnection
+
+START_DATE = datetime(2026, 1, 1)
+
+
+def describe_source(spec: SourceSpec, settings: PollerSettings) -> str:
+    """The DAG's doc_md: what the source reads, how it pages and authenticates, where data lands."""
+    paginator = spec.paginator
+    lines = [
+        f"### Source `{spec.name}`",
+        spec.description or "",
+        "",
+        f"* **File**: `{spec.file}`",
+        f"* **Connection**: `{spec.connection_id}` (scheme, host, port and credentials), path `{spec.path}`",
+        f"* **Records**: `{spec.records.text}`; primary key: "
+        + (f"`{spec.primary_key}`" if spec.primary_key else "none (reconciliation counts records)"),
+        f"* **Paginator**: `{paginator.kind}`; at most {spec.max_pages} pages",
+        f"* **Auth**: `{spec.auth.type}`",
+        f"* **Schedule**: `{spec.schedule}`" if spec.schedule else "* **Schedule**: manual runs only",
+    ]
+    if spec.overridable_params:
+        lines.append(f"* **A trigger may set**: {', '.join(f'`{p}`' for p in spec.overridable_params)}")
+    if spec.incremental:
+        inc = spec.incremental
+        lines.append(
+            f"* **Incremental** on `{inc.cursor_field}`, sent in `{inc.param}`; watermark at "
+            f"`{s3_uri(settings.processed_bucket, watermark_key(spec.name))}` (delete it to reset)"
+        )
+    lines += [
+        "",
+        f"Pages are saved raw to `s3://{settings.raw_bucket}/jobs/<job>/raw/`, announced on SQS "
+        f"queue `{settings.queue_name}` and processed into newline-delimited JSON under "
+        f"`s3://{settings.processed_bucket}/jobs/<job>/records/`. The job id is the DAG run id.",
+    ]
+    return "\n".join(lines)
+
+
+def _aws_clients(settings: PollerSettings) -> tuple[S3Client, SqsClient]:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn(), SqsHook(aws_conn_id=settings.aws_conn_id).conn
+
+
+def _status_recorder(settings: PollerSettings) -> StatusRecorder:
+    from api_poller.core.lifecycle import StatusRecorder
+
+    ti = get_current_context()["ti"]
+    return StatusRecorder(
+        lambda value: ti.xcom_push(key=names.STATUS_KEY, value=value), settings.status_flush_seconds
+    )
+
+
+def task_connection(spec: SourceSpec) -> HttpConnection:
+    """The source's Airflow Connection in a task; a missing one fails the task at once, naming the
+    file and the field (retrying cannot help)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from api_poller.pipeline.source_plan import source_connection
+
+    try:
+        return source_connection(spec)
+    except SourceError as error:
+        raise AirflowFailException(f"source {spec.name!r}: {error}") from None
+
+
+def page_range(mode: str, batch: list[dict[str, Any]]) -> str:
+    """A fetch task's name in the UI (its map index): its pages, or that it walks."""
+    from api_poller.core.planning import page_id
+
+    if mode == "walk":
+        return f"walk from {page_id(int(batch[0].get('page', 1)))}"
+    return f"{page_id(int(batch[0].get('page', 1)))} .. {page_id(int(batch[-1].get('page', 1)))}"
+
+
+def build_source_dag(spec: SourceSpec, settings: PollerSettings) -> DAG:
+    """The DAG of one source; SourceError (naming the file and field) for a bad schedule or an
+    overridable parameter named like a trigger setting."""
+    from airflow.exceptions import AirflowTimetableInvalid
+
+    dag = DAG(
+        dag_id=names.source_dag_id(spec.name),
+        schedule=spec.schedule,
+        start_date=START_DATE,
+        catchup=False,
+        # One job of a source at a time: its watermark is read then written without a lock.
+        max_active_runs=1,
+        doc_md=describe_source(spec, settings),
+        description=(spec.description or f"Sync source {spec.name}")[:200],
+        tags=["api-poller", names.SOURCE_DAG_TAG],
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+        params=source_params(spec, settings),
+    )
+    try:
+        dag.timetable.validate()
+    except AirflowTimetableInvalid as error:
+        raise SourceError(
+            spec.file, "schedule", f"{spec.schedule!r} is not a valid schedule: {error}"
+        ) from None
+    with dag:
+        _wire_tasks(spec, settings)
+    return dag
+
+
+def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
+    @task(task_id=names.PREPARE_RESOURCES_TASK)
+    def prepare_resources() -> dict[str, str]:
+        """Make sure the buckets and queues exist (creating them when allowed); the queue URLs."""
+        from api_poller.aws.resources import ensure_resources
+
+        s3, sqs = _aws_clients(settings)
+        return ensure_resources(s3, sqs, settings, create=settings.create_resources)
+
+    @task(task_id=names.PLAN_TASK)
+    def plan() -> list[dict[str, Any]]:
+        """Check the run's conf, read the first page and plan the pages: one entry per fetch task."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from api_poller.adapters.source_params import source_conf
+        from api_poller.aws.watermark import read_watermark
+        from api_poller.core.errors import PollerError
+        from api_poller.pipeline.source_fetch import fetch_task_arguments
+        from api_poller.pipeline.source_plan import plan_source_job, source_connection
+
+        context = get_current_context()
+        try:
+            connection = source_connection(spec)
+            watermark = None
+            if spec.incremental is not None:
+                s3, _ = _aws_clients(settings)
+                stored = read_watermark(s3, settings.processed_bucket, spec.name)
+                watermark = stored.value if stored is not None else None
+            job = plan_source_job(
+                spec,
+                context["run_id"],
+                source_conf(spec, context["params"], settings),
+                settings,
+                connection,
+                watermark,
+            )
+        except PollerError as exc:
+            # Bad input, a bad Connection or an API that keeps failing: retrying would not help.
+            raise AirflowFailException(f"source {spec.name!r}: cannot plan the job: {exc}") from exc
+        arguments = fetch_task_arguments(job)
+        summary = {key: value for key, value in job.items() if key != "batches"}
+        summary["fetch_tasks"] = len(arguments)
+        context["ti"].xcom_push(key=names.JOB_KEY, value=summary)
+        # None while a walk's total is unknown (see adapters.progress).
+        context["ti"].xcom_push(key=names.TOTAL_PAGES_KEY, value=job["total_pages"])
+        return arguments
+
+    @task(task_id=names.FETCH_TASK, map_index_template="{{ page_range }}", pool=settings.fetch_pool or None)
+    def fetch_pages(
+        mode: str,
+        base_request: dict[str, Any],
+        batch: list[dict[str, Any]],
+        concurrency: int,
+        requests_per_second: float | None,
+        queue_url: str,
+    ) -> dict[str, Any]:
+        """Fetch this batch (or walk the source) into the raw bucket; enqueue each page saved."""
+        from api_poller.pipeline.source_fetch import fetch_source_batch
+
+        context = get_current_context()
+        # map_index_template renders from the context (see dags/api_poller_dag.py).
+        context["page_range"] = page_range(mode, batch)  # type: ignore[typeddict-unknown-key]
+        connection = task_connection(spec)
+        s3, sqs = _aws_clients(settings)
+        return fetch_source_batch(
+            settings, spec, job_id=context["run_id"], mode=mode, base_request=base_request, batch=batch,
+            concurrency=concurrency, requests_per_second=requests_per_second, connection=connection,
+            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=_status_recorder(settings),
+        )  # fmt: skip
+
+    @task(task_id=names.REPORT_TASK, trigger_rule="all_done")
+    def report() -> dict[str, Any]:
+        """Reconcile the output with what was fetched, summarize the job, advance the watermark
+        of an incremental source if the job is complete; fail the run if it is not."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from api_poller.pipeline.report import IncompleteJob, NothingToReport, report_source_job
+
+        s3, _ = _aws_clients(settings)
+        try:
+            return report_source_job(settings, spec, get_current_context()["ti"], s3)
+        except (NothingToReport, IncompleteJob) as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    resources = prepare_resources()
+    job = plan()
+    if spec.incremental is not None:
+        # The plan reads the watermark from the processed bucket, which this step may create.
+        resources >> job
+    queue_url = resources["queue_url"]  # type: ignore[index]
+    fetched = fetch_pages.partial(queue_url=queue_url).expand_kwargs(job)
+
+    with TaskGroup(names.PROCESS_GROUP, tooltip="Consume the job's SQS messages and process each page"):
+        consumed = PageMessageSensor(
+            task_id=names.CONSUME_TASK,
+            aws_conn_id=settings.aws_conn_id,
+            job_id="{{ run_id }}",
+            processed_bucket=settings.processed_bucket,
+            raw_bucket=settings.raw_bucket,
+            max_receive_count=settings.max_receive_count,
+            retry_delay_seconds=settings.process_retry_delay_seconds,
+            poke_interval=settings.process_poke_seconds,
+            timeout=settings.process_timeout_seconds,
+            status_flush_seconds=settings.status_flush_seconds,
+            workers=settings.process_workers,
+            yield_when_idle_seconds=settings.process_yield_seconds or None,
+        )
+
+    reported = report()
+    [resources, job] >> consumed
+    fetched >> consumed >> reported
+    fetched >> reported
