@@ -484,7 +484,7 @@ def test_the_progress_page_shows_each_jobs_counts(stack: Stack, jobs: Jobs, brow
         row = shown[job.id]
         assert row["state"] == "success"
         assert row["counts"] == {key: job.final[key] for key in SEED_KEYS}
-        assert row["link"] == run_path(job.id)
+        assert row["link"] == run_path(DAG_ID, job.id)
 
 
 def test_the_progress_page_is_in_airflows_navigation(stack: Stack, jobs: Jobs, browser: HeadlessChromium):
@@ -499,7 +499,7 @@ def test_the_progress_page_is_in_airflows_navigation(stack: Stack, jobs: Jobs, b
     browser.screenshot(ARTIFACTS / "progress-page-in-airflow.png")
     row = f"{frame}.contentDocument.querySelector('tr[data-job-id=\"{jobs.by_rest_api.id}\"] td.job a')"
     browser.evaluate(f"{row}.click()")
-    expected = run_path(jobs.by_rest_api.id)
+    expected = run_path(DAG_ID, jobs.by_rest_api.id)
     assert browser.wait_for(f"location.pathname === '{expected}' && location.pathname") == expected
 
 
