@@ -135,7 +135,7 @@ def get_dag_bag() -> DBDagBag:
 DagBagDep = Annotated[DBDagBag, Depends(get_dag_bag)]
 
 
-def job_runs() -> Select[tuple[DagRun]]:
+def job_runs() -> Select[DagRun]:
     """Runs of every poller DAG: the jobs."""
     return select(DagRun).where(poller_dag_filter())
 

@@ -76,7 +76,7 @@ def _request_fields() -> dict[str, Any]:
 
 
 # The body of ``POST /jobs`` for the free-URL api_poller DAG.
-JobRequestBody: type[JobRequestBase] = create_model(  # type: ignore[call-overload]
+JobRequestBody: type[JobRequestBase] = create_model(
     "JobRequestBody", __base__=JobRequestBase, **_request_fields()
 )
 
@@ -125,7 +125,7 @@ class SourceRequestBase(JobRequestBase):
 
 
 # The body of ``POST /jobs`` for a source's DAG.
-SourceJobRequestBody: type[SourceRequestBase] = create_model(  # type: ignore[call-overload]
+SourceJobRequestBody: type[SourceRequestBase] = create_model(
     "SourceJobRequestBody", __base__=SourceRequestBase, **_int_fields((CONCURRENCY, FETCH_TASKS))
 )
 

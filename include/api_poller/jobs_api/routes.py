@@ -96,19 +96,21 @@ def expired(run: DagRun, total_pages: int, session: Session, settings: PollerSet
 
 def progress_of(run: DagRun, session: Session, settings: PollerSettings) -> JobProgress:
     progress = load_job_progress(run.dag_id, run.run_id, session)
-    return JobProgress(
-        **progress,
-        JobId=run.run_id,
-        DagId=run.dag_id,
-        Source=names.source_of_dag(run.dag_id),
-        State=str(run.state) if run.state is not None else None,
-        Conf=run.conf or {},
-        TriggeredBy=run.triggering_user_name,
-        QueuedAt=run.queued_at,
-        StartDate=run.start_date,
-        EndDate=run.end_date,
-        RunPath=run_path(run.dag_id, run.run_id),
-        Expired=expired(run, int(progress["Total"]), session, settings),
+    return JobProgress.model_validate(
+        {
+            **progress,
+            "JobId": run.run_id,
+            "DagId": run.dag_id,
+            "Source": names.source_of_dag(run.dag_id),
+            "State": str(run.state) if run.state is not None else None,
+            "Conf": run.conf or {},
+            "TriggeredBy": run.triggering_user_name,
+            "QueuedAt": run.queued_at,
+            "StartDate": run.start_date,
+            "EndDate": run.end_date,
+            "RunPath": run_path(run.dag_id, run.run_id),
+            "Expired": expired(run, int(progress["Total"]), session, settings),
+        }
     )
 
 
