@@ -6,6 +6,7 @@ once, so it answers at any moment of the run, with the same merge rules as the r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from api_poller import names
@@ -45,24 +46,35 @@ def load_plan(dag_id: str, run_id: str, session: Session) -> list[dict[str, Any]
     return values[0] if values else None
 
 
-def load_job_progress(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, int | bool]:
-    """The seed's progress document for one job (DAG run); Total is 0 until the plan is made.
+def job_progress(
+    planned_totals: list[Any], statuses: Mapping[str, Mapping[str, Any]], walk_ended: bool
+) -> dict[str, int | bool]:
+    """The progress document from the plan's ``total_pages`` XCom (none before the plan; None for
+    a walk), the pages' latest records and whether a walk's fetch task has ended.
 
     A walked source job (a cursor or next link: the total is unknown until the walk ends) adds
     ``TotalKnown``: while the walk goes on, Total is the pages discovered so far and TotalKnown is
     false; once the walk's fetch task has ended, Total is final and TotalKnown true. A planned job's
-    document is the seed's, unchanged (its Total is known from the plan).
+    document is the seed's, unchanged (its Total is known from the plan; 0 before it).
     """
+    if planned_totals and planned_totals[0] is None:  # a walk
+        document: dict[str, int | bool] = dict(summarize(statuses, len(statuses)))
+        document["TotalKnown"] = walk_ended
+        return document
+    return dict(summarize(statuses, int(planned_totals[0]) if planned_totals else 0))
+
+
+def load_job_progress(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, int | bool]:
+    """The progress document of one job (DAG run), see :func:`job_progress`."""
     if session is None:
         from airflow.utils.session import create_session
 
         with create_session() as own_session:
             return load_job_progress(dag_id, run_id, own_session)
     totals = _xcom_values(dag_id, run_id, names.TOTAL_PAGES_KEY, session, task_id=names.PLAN_TASK)
-    statuses = load_page_statuses(dag_id, run_id, session)
-    if totals and totals[0] is None:  # a walk
-        walked = _xcom_values(dag_id, run_id, names.RETURN_VALUE_KEY, session, task_id=names.FETCH_TASK)
-        document: dict[str, int | bool] = dict(summarize(statuses, len(statuses)))
-        document["TotalKnown"] = bool(walked)
-        return document
-    return dict(summarize(statuses, int(totals[0]) if totals else 0))
+    walk_ended = bool(
+        totals
+        and totals[0] is None
+        and _xcom_values(dag_id, run_id, names.RETURN_VALUE_KEY, session, task_id=names.FETCH_TASK)
+    )
+    return job_progress(totals, load_page_statuses(dag_id, run_id, session), walk_ended)

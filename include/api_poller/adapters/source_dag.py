@@ -22,6 +22,7 @@ every source's DAG on each parse. The Connection is read by the tasks that need 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +105,7 @@ def task_connection(spec: SourceSpec) -> HttpConnection:
         raise AirflowFailException(f"source {spec.name!r}: {error}") from None
 
 
-def page_range(mode: str, batch: list[dict[str, Any]]) -> str:
+def page_range(mode: str, batch: list[Mapping[str, Any]]) -> str:
     """A fetch task's name in the UI (its map index): its pages, or that it walks."""
     from api_poller.core.planning import page_id
 
@@ -113,11 +114,41 @@ def page_range(mode: str, batch: list[dict[str, Any]]) -> str:
     return f"{page_id(int(batch[0].get('page', 1)))} .. {page_id(int(batch[-1].get('page', 1)))}"
 
 
-def build_source_dag(spec: SourceSpec, settings: PollerSettings) -> DAG:
-    """The DAG of one source; SourceError (naming the file and field) for a bad schedule or an
-    overridable parameter named like a trigger setting."""
+def check_schedule(spec: SourceSpec) -> None:
+    """SourceError naming the file and ``schedule`` if it is not a cron expression or preset."""
     from airflow.exceptions import AirflowTimetableInvalid
 
+    bare = DAG(
+        dag_id=names.source_dag_id(spec.name),
+        schedule=spec.schedule,
+        start_date=START_DATE,
+        max_active_runs=1,  # @continuous needs it
+        auto_register=False,
+    )
+    try:
+        bare.timetable.validate()
+    except AirflowTimetableInvalid as error:
+        message = f"{spec.schedule!r} is not a cron expression or preset: {error}"
+        raise SourceError(spec.file, "schedule", message) from None
+
+
+def check_source(spec: SourceSpec, settings: PollerSettings) -> None:
+    """What a source's file alone cannot tell but its DAG needs: a valid schedule, and a trigger
+    form whose fields do not clash; SourceError naming the file and the field."""
+    from api_poller.adapters.source_params import source_fields
+
+    source_fields(spec, settings)
+    check_schedule(spec)
+
+
+def build_source_dag(spec: SourceSpec, settings: PollerSettings) -> DAG:
+    """The DAG of one source; SourceError (naming the file and field) for a bad schedule or an
+    overridable parameter named like a trigger setting.
+
+    The DAG is not auto-registered: the factory file exposes it as a module global, and the
+    broken-sources file, which only checks sources, must not pick it up.
+    """
+    check_source(spec, settings)
     dag = DAG(
         dag_id=names.source_dag_id(spec.name),
         schedule=spec.schedule,
@@ -130,13 +161,8 @@ def build_source_dag(spec: SourceSpec, settings: PollerSettings) -> DAG:
         tags=["api-poller", names.SOURCE_DAG_TAG],
         default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
         params=source_params(spec, settings),
+        auto_register=False,
     )
-    try:
-        dag.timetable.validate()
-    except AirflowTimetableInvalid as error:
-        raise SourceError(
-            spec.file, "schedule", f"{spec.schedule!r} is not a valid schedule: {error}"
-        ) from None
     with dag:
         _wire_tasks(spec, settings)
     return dag
@@ -193,7 +219,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
     def fetch_pages(
         mode: str,
         base_request: dict[str, Any],
-        batch: list[dict[str, Any]],
+        batch: list[Mapping[str, Any]],
         concurrency: int,
         requests_per_second: float | None,
         queue_url: str,

@@ -53,7 +53,7 @@ def load_source_dags(
     dags: dict[str, DAG] = {}
     for spec in sources.values():
         try:
-            dag = build_source_dag(spec, settings)
+            dag = build_source_dag(spec, settings)  # checks the source first
         except SourceError as error:
             errors[spec.file] = error
             continue
@@ -68,8 +68,17 @@ def source_dags(settings: PollerSettings, dags_folder: str | Path) -> dict[str, 
 
 
 def broken_sources(settings: PollerSettings, dags_folder: str | Path) -> tuple[dict[str, SourceError], Path]:
-    """Every broken source file's error by path (reading the files, building their DAGs)."""
-    _, errors, folder = load_source_dags(settings, dags_folder)
+    """Every broken source file's error by path: its file, then what its DAG needs (checked
+    without building the DAG: the factory file builds it)."""
+    from api_poller.adapters.source_dag import check_source
+
+    folder = sources_folder(settings, dags_folder)
+    sources, errors = load_sources(folder)
+    for spec in sources.values():
+        try:
+            check_source(spec, settings)
+        except SourceError as error:
+            errors[spec.file] = error
     return errors, folder
 
 

@@ -24,6 +24,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,11 @@ def _approximate_size(sqs_client: SqsClient, queue_url: str) -> int:
 
 
 def _send_back(
-    sqs_client: SqsClient, queue_url: str, letters: list[dict[str, Any]], result: RedriveResult
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    sqs_client: SqsClient, queue_url: str, letters: Sequence[Mapping[str, Any]], result: RedriveResult
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """Send letters to the processing queue, 10 per call: (sent, refused) letters."""
-    sent: list[dict[str, Any]] = []
-    refused: list[dict[str, Any]] = []
+    sent: list[Mapping[str, Any]] = []
+    refused: list[Mapping[str, Any]] = []
     for batch in batches_of(letters):
         response = sqs_client.send_message_batch(
             QueueUrl=queue_url,
@@ -104,7 +105,7 @@ def redrive_dead_letters(
     """
     wanted = safe_job_id(job_id)
     result = RedriveResult()
-    held: list[dict[str, Any]] = []  # received and still in the DLQ: made visible again at the end
+    held: list[Mapping[str, Any]] = []  # received and still in the DLQ: made visible again at the end
     seen: set[str] = set()
     try:
         for _ in range(_approximate_size(sqs_client, dead_letter_queue_url) // 10 + EXTRA_RECEIVES):

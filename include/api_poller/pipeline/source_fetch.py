@@ -6,12 +6,14 @@ Two modes, as planned by ``pipeline.source_plan``:
   rate shares). A retried or cleared task resumes as the seed's does: pages already processed are
   marked done, pages already saved are announced again, only the others are fetched.
 * **walk**: pages fetched one after another from page 1, each next request chosen by the
-  paginator from the page before. Each page is saved and enqueued as soon as it arrives, with its
-  record count in its status. The walk ends on a paginator stop (empty page, last page, no cursor,
-  ``has_more`` false, no next link, ``max_pages``), or on a failure: a page that cannot be fetched,
-  a cursor or next link that repeats (a loop), a next link to another host, a body without what
-  the source declares. A failure is recorded as the FailedToComplete status of the page that
-  could not be had (with the reason), so the job reports incomplete instead of the task crashing.
+  paginator from the page before. Each page is saved and enqueued as soon as it arrives (while
+  the next one is fetched), with its record count in its status. The walk ends on a paginator
+  stop (empty page, last page, no cursor, ``has_more`` false, no next link, ``max_pages``), or on
+  a failure: a page that cannot be fetched, a cursor or next link that repeats (a loop), a next
+  link to another host, a body without what the source declares. Such a failure is recorded as
+  the FailedToComplete status of the page that could not be had (with the reason), so the job
+  reports incomplete instead of the task crashing (a page S3 refuses is failed alone: the walk
+  goes on).
   The last page's status and the task's return value say how the walk ended (pages discovered,
   stop reason, truncated by ``max_pages``).
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +70,7 @@ log = logging.getLogger(__name__)
 WALK_FAILED = "failed"
 WALK_LOOP = "loop"
 WALK_FOREIGN_LINK = "foreign_link"
+SAVES_IN_FLIGHT = 4
 WALK_ENDING_ERRORS: dict[type[FatalError], str] = {
     PaginationLoop: WALK_LOOP,
     CrossOriginRequest: WALK_FOREIGN_LINK,
@@ -276,8 +279,36 @@ async def walk_pages(
     processed_bucket: str,
 ) -> SourceBatchResult:
     """Walk from the paginator's first request to its stop, saving and enqueueing each page."""
-    result, recorder = sink.result, sink.recorder
+    result = sink.result
     _, processed_before = await _stored(sink.s3, sink.bucket, processed_bucket, job_id)
+    # A page is saved while the next one is fetched (at most SAVES_IN_FLIGHT pages held).
+    saving: set[asyncio.Task[bool]] = set()
+    room = asyncio.Semaphore(SAVES_IN_FLIGHT)
+
+    async def save(page: str, fetched: SourcePage, details: dict[str, Any]) -> bool:
+        try:
+            return await sink.save(page, fetched, **details)
+        finally:
+            room.release()
+
+    try:
+        await _walk(paginator, client, sink, processed_before, save, room, saving)
+    finally:
+        await asyncio.gather(*saving, return_exceptions=True)
+    log.info("walk ended after %d pages: %s %s", result.pages, result.stop_reason, result.stop_detail)
+    return result
+
+
+async def _walk(
+    paginator: Paginator,
+    client: SourceClient,
+    sink: _PageSink,
+    processed_before: set[str],
+    save: Callable[[str, SourcePage, dict[str, Any]], Coroutine[Any, Any, bool]],
+    room: asyncio.Semaphore,
+    saving: set[asyncio.Task[bool]],
+) -> None:
+    result, recorder = sink.result, sink.recorder
     request: PageRequest = paginator.first_request()
     while True:
         page = page_id(request.page)
@@ -299,9 +330,13 @@ async def walk_pages(
             recorder.mark(
                 page, PageState.SUCCESSFULLY_COMPLETED, resumed=True, records=len(fetched.records), **details
             )
-        elif not await sink.save(page, fetched, **details):
-            result.stop_reason, result.stop_detail = WALK_FAILED, f"page {request.page} could not be saved"
-            break
+        else:
+            # A page that cannot be saved is failed by the sink; the walk goes on (its next
+            # request is known), and the job reports incomplete.
+            await room.acquire()
+            task = asyncio.create_task(save(page, fetched, details))
+            saving.add(task)
+            task.add_done_callback(saving.discard)
         if isinstance(step, FatalError):
             following = page_id(request.page + 1)
             sink.fail(following, str(step))
@@ -316,8 +351,6 @@ async def walk_pages(
             )
             break
         request = step
-    log.info("walk ended after %d pages: %s %s", result.pages, result.stop_reason, result.stop_detail)
-    return result
 
 
 def _next_step(

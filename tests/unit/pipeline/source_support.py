@@ -112,7 +112,13 @@ class JobOutcome:
 
 
 def fetch_all(
-    aws: Any, spec: SourceSpec, plan: Mapping[str, Any], connection: Conn, queue_url: str, job_id: str
+    aws: Any,
+    spec: SourceSpec,
+    plan: Mapping[str, Any],
+    connection: Conn,
+    queue_url: str,
+    job_id: str,
+    settings: PollerSettings = SETTINGS,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     published: list[dict[str, Any]] = []
     results = []
@@ -120,7 +126,7 @@ def fetch_all(
         recorder = StatusRecorder(published.append, interval=0)
         results.append(
             fetch_source_batch(
-                SETTINGS,
+                settings,
                 spec,
                 job_id=job_id,
                 connection=connection,
@@ -160,9 +166,10 @@ def run_source_job(
     conf: Mapping[str, Any] | None = None,
     watermark: Any = None,
     job_id: str = "manual__2026-12-02T05:00:00+00:00",
+    settings: PollerSettings = SETTINGS,
 ) -> JobOutcome:
     queue_url = make_resources(aws)
-    plan = plan_source_job(spec, job_id, conf, SETTINGS, connection, watermark)
-    fetches, statuses = fetch_all(aws, spec, plan, connection, queue_url, job_id)
+    plan = plan_source_job(spec, job_id, conf, settings, connection, watermark)
+    fetches, statuses = fetch_all(aws, spec, plan, connection, queue_url, job_id, settings)
     records, processed = process_all(aws, queue_url)
     return JobOutcome(plan, fetches, statuses, records, processed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from dataclasses import replace
 
 import pytest
 from api_poller_dev.simulator import Misbehaviour, SimulatorConfig, recording_server, run_in_thread
@@ -174,3 +175,34 @@ def test_a_planned_batch_tampered_to_point_elsewhere_sends_nothing_there(aws) ->
     assert "refused to send a request to " + elsewhere.base_url in statuses["page-000002"]["reason"]
     assert "s3cret" not in json.dumps(statuses)
     assert fetches[0]["saved"] == 9
+
+
+@pytest.mark.parametrize("kind", ["page_number_pages", "cursor", "next_url_link_header"])
+def test_faults_and_429s_are_retried_and_every_record_still_lands_once(aws, kind: str) -> None:
+    faults = sim(error_rate=0.2, rate_limit_rate=0.4, retry_after="0", truncate_rate=0.1, seed=7)
+    settings = replace(SETTINGS, http_attempts=12)
+    with run_in_thread(faults) as base_url:
+        outcome = run_source_job(
+            aws, source(kind, requests_per_second=500), Conn(host=base_url), settings=settings
+        )
+        served = stats(base_url)
+
+    assert sorted(record["id"] for record in outcome.records) == list(range(TOTAL))
+    assert served["faults_injected"]["rate_limit"] > 0
+    assert all(fetch["complete"] or fetch["mode"] == "planned" for fetch in outcome.fetches)
+
+
+def test_a_retried_walk_walks_again_without_saving_or_announcing_processed_pages(aws) -> None:
+    spec = source("cursor")
+    job = "manual__walk_retry"
+    with run_in_thread(sim()) as base_url:
+        first = run_source_job(aws, spec, Conn(host=base_url), job_id=job)
+        queue_url = make_resources(aws)
+        fetches, statuses = fetch_all(aws, spec, first.plan, Conn(host=base_url), queue_url, job)
+        again, _ = process_all(aws, queue_url)
+
+    assert len(first.records) == TOTAL
+    (walk,) = fetches
+    assert walk["resumed"] == walk["pages"] and walk["saved"] == 0 and walk["complete"]
+    assert again == []  # nothing was enqueued a second time
+    assert all(status["state"] == "SuccessfullyCompleted" for status in statuses.values())
