@@ -249,6 +249,7 @@ def test_get_jobs_lists_recent_jobs_newest_first(stack: Stack, jobs: Jobs):
         assert {k: entry[k] for k in [*SEED_KEYS, "State"]} == {
             k: job.final[k] for k in [*SEED_KEYS, "State"]
         }
+        assert (entry["DagId"], entry["Source"]) == (DAG_ID, None)  # a job of the free-URL DAG
     assert len(call(stack.airflow, "GET", f"{API}/jobs?limit=1").body["Jobs"]) == 1
 
 
@@ -335,6 +336,12 @@ def test_a_url_the_ssrf_guard_refuses_is_422_before_any_run_exists(stack: Stack)
     assert answer.status == 422, answer.body
     assert "not in API_POLLER_URL_ALLOWLIST" in answer.body["detail"][0]["msg"]
     assert stack.airflow.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1")["total_entries"] == before
+
+
+def test_a_job_of_an_unknown_source_is_404_with_airflows_own_authorization(stack: Stack):
+    answer = call(stack.airflow, "POST", f"{API}/jobs", {"source": "no_such_source"})
+    assert answer.status == 404, answer.body
+    assert answer.body["detail"].startswith("Source 'no_such_source' not found")
 
 
 # -- the progress page in a browser ---------------------------------------------------------------
@@ -484,7 +491,7 @@ def test_the_progress_page_shows_each_jobs_counts(stack: Stack, jobs: Jobs, brow
         row = shown[job.id]
         assert row["state"] == "success"
         assert row["counts"] == {key: job.final[key] for key in SEED_KEYS}
-        assert row["link"] == run_path(job.id)
+        assert row["link"] == run_path(DAG_ID, job.id)
 
 
 def test_the_progress_page_is_in_airflows_navigation(stack: Stack, jobs: Jobs, browser: HeadlessChromium):
@@ -499,7 +506,7 @@ def test_the_progress_page_is_in_airflows_navigation(stack: Stack, jobs: Jobs, b
     browser.screenshot(ARTIFACTS / "progress-page-in-airflow.png")
     row = f"{frame}.contentDocument.querySelector('tr[data-job-id=\"{jobs.by_rest_api.id}\"] td.job a')"
     browser.evaluate(f"{row}.click()")
-    expected = run_path(jobs.by_rest_api.id)
+    expected = run_path(DAG_ID, jobs.by_rest_api.id)
     assert browser.wait_for(f"location.pathname === '{expected}' && location.pathname") == expected
 
 

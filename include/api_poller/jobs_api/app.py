@@ -2,10 +2,11 @@
 
 ``plugins/api_poller_plugin.py`` mounts the app built here under ``/api-poller``:
 
-* ``POST /jobs`` starts a job (a manual run of the ``api_poller`` DAG) and answers with the AWS
+* ``POST /jobs`` starts a job (a manual run of the ``api_poller`` DAG for ``{"url": ...}``, of a
+  source's ``api_poller__<name>`` DAG for ``{"source": "<name>", ...}``) and answers with the AWS
   sample's ``Entries[0].EventId`` shape;
 * ``GET /jobs``, ``GET /jobs/{id}``, ``GET /jobs/{id}/tasks`` read a job's progress and pages from
-  the ``page_status`` XComs (``api_poller.adapters.progress``);
+  the ``page_status`` XComs (``api_poller.adapters.progress``), whichever poller DAG it belongs to;
 * ``POST /jobs/{id}/replay`` starts a new job with the conf of an earlier one;
 * ``POST /jobs/{id}/redrive`` sends a finished job's dead letters back and reruns its consumer;
 * ``GET /`` is the progress page that Airflow's navigation embeds (``external_views``).
@@ -36,20 +37,20 @@ def _short_input(error: dict[str, Any]) -> dict[str, Any]:
 
 def create_app() -> FastAPI:
     """The FastAPI app the plugin mounts on the api-server under ``URL_PREFIX``."""
-    from fastapi import FastAPI, HTTPException, Request, status
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import Depends, FastAPI, HTTPException, Request, status
     from fastapi.encoders import jsonable_encoder
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from api_poller.jobs_api.dependencies import can_read_runs
     from api_poller.jobs_api.page import PAGE_TITLE
     from api_poller.jobs_api.routes import router
 
     app = FastAPI(
         title=PAGE_TITLE,
-        description="Start api_poller jobs and follow their progress (Airflow plugin).",
+        description="Start api_poller jobs (free-URL or per source) and follow their progress.",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # served below, behind authentication
@@ -72,7 +73,8 @@ def create_app() -> FastAPI:
         errors = [_short_input(error) for error in exc.errors()]
         return JSONResponse({"detail": jsonable_encoder(errors)}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[can_read_runs])
+    # Any authenticated user: what each route allows is checked per DAG.
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(get_user)])
     def openapi_document() -> dict[str, Any]:
         return app.openapi()
 

@@ -2,36 +2,80 @@
 
 Each is a small function the routes declare, and tests override (``app.dependency_overrides``).
 Authentication and authorization are the api-server's own (a bearer token from
-``POST /auth/token``, or the ``_token`` cookie the Airflow UI keeps after login), checked against
-the ``api_poller`` DAG by the configured auth manager.
+``POST /auth/token``, or the ``_token`` cookie the Airflow UI keeps after login). A job is a run
+of one of the poller DAGs (``api_poller`` or a source's ``api_poller__<name>``), and access is
+checked against that job's DAG by the configured auth manager (:class:`DagAccess`), as Airflow's
+own DAG run routes do.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Annotated
 
+from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.dagbag import create_dag_bag
 from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, requires_access_dag
+from airflow.api_fastapi.core_api.security import (
+    GetUserDep,
+    bearer_scheme,
+    get_user,
+    requires_access_dag,
+)
 from airflow.models.base import ID_LEN
 from airflow.models.dagbag import DBDagBag
 from airflow.models.dagrun import DagRun
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, or_, select
 
 from api_poller import names
 from api_poller.aws.clients import SqsClient
 from api_poller.settings import PollerSettings, load_settings
 
 DAG_ID = names.POLLER_DAG_ID
+POLLER_DAGS = f"{names.POLLER_DAG_ID} or {names.SOURCE_DAG_PREFIX}<source>"
 
-can_read_runs = Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID))
-can_read_tasks = Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE, param_dag_id=DAG_ID))
-can_start_runs = Depends(requires_access_dag("POST", DagAccessEntity.RUN, param_dag_id=DAG_ID))
+
+def is_poller_dag(dag_id: str) -> bool:
+    """The free-URL DAG or a source's DAG: the DAGs whose runs are jobs."""
+    return dag_id == names.POLLER_DAG_ID or names.source_of_dag(dag_id) is not None
+
+
+def poller_dag_filter() -> ColumnElement[bool]:
+    # autoescape: the prefix's underscores are LIKE wildcards otherwise.
+    return or_(
+        DagRun.dag_id == names.POLLER_DAG_ID,
+        DagRun.dag_id.startswith(names.SOURCE_DAG_PREFIX, autoescape=True),
+    )
+
+
+@dataclass(frozen=True)
+class DagAccess:
+    """What the request's user may do with which DAG: the auth manager's answer, per DAG."""
+
+    request: Request
+    user: BaseUser
+
+    def require(self, method: ResourceMethod, entity: DagAccessEntity, dag_id: str) -> None:
+        """403 unless the user may ``method`` the DAG's ``entity`` (Airflow's own check)."""
+        requires_access_dag(method, entity, param_dag_id=dag_id)(self.request, self.user)
+
+    def readable_dag_ids(self) -> set[str]:
+        """The DAGs whose runs the user may read."""
+        from airflow.api_fastapi.app import get_auth_manager
+
+        return get_auth_manager().get_authorized_dag_ids(user=self.user, method="GET")
+
+
+def get_dag_access(request: Request, user: GetUserDep) -> DagAccess:
+    return DagAccess(request, user)
+
+
+DagAccessDep = Annotated[DagAccess, Depends(get_dag_access)]
 
 
 def cookie_post_guard(request: Request) -> None:
@@ -92,11 +136,12 @@ DagBagDep = Annotated[DBDagBag, Depends(get_dag_bag)]
 
 
 def job_runs() -> Select[DagRun]:
-    return select(DagRun).where(DagRun.dag_id == DAG_ID)
+    """Runs of every poller DAG: the jobs."""
+    return select(DagRun).where(poller_dag_filter())
 
 
 def valid_job_id(
-    job_id: Annotated[str, Path(description="The job id: the api_poller DAG run id.")],
+    job_id: Annotated[str, Path(description="The job id: the run id of its poller DAG.")],
 ) -> str:
     """The job id from the path, refused up front when no run id can look like it."""
     if len(job_id) > ID_LEN:
@@ -114,13 +159,49 @@ def valid_job_id(
 JobId = Annotated[str, Depends(valid_job_id)]
 
 
-def get_run(job_id: JobId, session: SessionDep) -> DagRun:
-    """The job's DAG run, or 404."""
-    run = session.scalar(job_runs().where(DagRun.run_id == job_id))
-    if run is None:
+def valid_dag_id(
+    dag_id: Annotated[
+        str | None,
+        Query(
+            max_length=ID_LEN,
+            description="The job's DAG, when two poller DAGs have a run with the same id "
+            f"(scheduled runs of two sources, say): {POLLER_DAGS}.",
+        ),
+    ] = None,
+) -> str | None:
+    if dag_id is not None and not is_poller_dag(dag_id):
         raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"Job {job_id!r} not found: the {DAG_ID} DAG has no run with that id"
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"dag_id {dag_id!r} is not a poller DAG: jobs are runs of {POLLER_DAGS}",
         )
+    return dag_id
+
+
+def get_run(
+    job_id: JobId,
+    session: SessionDep,
+    access: DagAccessDep,
+    dag_id: Annotated[str | None, Depends(valid_dag_id)],
+) -> DagRun:
+    """The job's DAG run, whichever poller DAG it belongs to, if the user may read that DAG's runs;
+    404 if there is none, 409 if several DAGs have a run with that id (``?dag_id=`` chooses)."""
+    query = job_runs().where(DagRun.run_id == job_id)
+    if dag_id is not None:
+        query = query.where(DagRun.dag_id == dag_id)
+    runs = session.scalars(query.order_by(DagRun.dag_id).limit(10)).all()
+    if not runs:
+        where = f"the {dag_id} DAG has" if dag_id else f"no poller DAG ({POLLER_DAGS}) has"
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"Job {job_id!r} not found: {where} a run with that id"
+        )
+    if len(runs) > 1:
+        dags = ", ".join(run.dag_id for run in runs)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"Job id {job_id!r} names runs of several DAGs ({dags}): add ?dag_id=<one of them>",
+        )
+    [run] = runs
+    access.require("GET", DagAccessEntity.RUN, run.dag_id)
     return run
 
 

@@ -1,20 +1,34 @@
 """The job API's request and answer documents (pydantic; no Airflow needed).
 
-The request body is derived from the one job-request definition (``api_poller.core.job_request``):
-the same fields, limits, titles, descriptions and error messages as the DAG's Params and the
-plan step's validation.
+``POST /jobs`` takes one of two bodies: ``{"url": ...}`` starts a run of the free-URL
+``api_poller`` DAG (:data:`JobRequestBody`), ``{"source": "<name>", ...}`` a run of that source's
+DAG ``api_poller__<name>`` (:data:`SourceJobRequestBody`). Both are derived from the one
+job-request definition (``api_poller.core.job_request``): the same fields, limits, titles,
+descriptions and error messages as the DAGs' Params and the plan steps' validation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    create_model,
+    model_validator,
+)
 
 from api_poller.core.errors import InvalidJobRequest
-from api_poller.core.job_request import INT_FIELDS, URL
+from api_poller.core.job_request import CONCURRENCY, FETCH_TASKS, INT_FIELDS, URL, IntField
+from api_poller.sources.spec import NAME_PATTERN
+
+SOURCE_FIELD = "source"  # the key that makes a request body a source job's
 
 PENDING = "Pending"  # a planned page no task has touched yet
 
@@ -40,14 +54,9 @@ class JobRequestBase(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
-def _request_fields() -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        URL.name: (
-            Annotated[str, Field(max_length=URL.max_length), _checked_by(URL.check)],
-            Field(title=URL.title, description=URL.description),
-        )
-    }
-    for spec in INT_FIELDS:
+def _int_fields(specs: tuple[IntField, ...]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for spec in specs:
         number = Annotated[int, Field(ge=spec.minimum, le=spec.maximum)]
         fields[spec.name] = (
             Annotated[number | None, _checked_by(spec.check)],
@@ -58,12 +67,67 @@ def _request_fields() -> dict[str, Any]:
     return fields
 
 
-# The body of ``POST /jobs``: built from the job-request definition at import time; type checkers
-# see the base class (the fields are dynamic).
-if TYPE_CHECKING:
-    JobRequestBody = JobRequestBase
-else:
-    JobRequestBody = create_model("JobRequestBody", __base__=JobRequestBase, **_request_fields())
+def _request_fields() -> dict[str, Any]:
+    url = (
+        Annotated[str, Field(max_length=URL.max_length), _checked_by(URL.check)],
+        Field(title=URL.title, description=URL.description),
+    )
+    return {URL.name: url, **_int_fields(INT_FIELDS)}
+
+
+# The body of ``POST /jobs`` for the free-URL api_poller DAG.
+JobRequestBody: type[JobRequestBase] = create_model(
+    "JobRequestBody", __base__=JobRequestBase, **_request_fields()
+)
+
+
+def _query_value(value: Any) -> Any:
+    """A value a trigger may give an overridable query parameter (None: the source's own value)."""
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return value
+    raise ValueError(f"a query parameter's value must be a string, a number or a boolean, got {value!r}")
+
+
+QueryValue = Annotated[StrictStr | int | float | StrictBool | None, BeforeValidator(_query_value)]
+
+
+class SourceRequestBase(JobRequestBase):
+    source: Annotated[str, Field(pattern=f"^{NAME_PATTERN.pattern}$", max_length=63)] = Field(
+        title="Source", description="The source's name (its file's `name`): runs the DAG api_poller__<name>."
+    )
+    params: dict[Annotated[str, Field(max_length=128)], QueryValue] | None = Field(
+        default=None,
+        title="Query parameters",
+        description="Values of the query parameters the source lets a trigger override "
+        "(its overridable_params); never the host.",
+    )
+    full_refresh: StrictBool | None = Field(
+        default=None,
+        title="Full refresh",
+        description="Ignore the incremental watermark and sync every record. Omitted: false.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and URL.name in data:
+            raise ValueError(
+                f"a source job takes no {URL.name!r}: its URL comes from its file (path) and its "
+                "Connection (scheme, host, port) only"
+            )
+        return data
+
+    def conf(self) -> dict[str, Any]:
+        conf = self.model_dump(exclude_none=True, exclude={SOURCE_FIELD})
+        if self.params is not None:  # a None value keeps the source's own value: sent as given
+            conf["params"] = dict(self.params)
+        return conf
+
+
+# The body of ``POST /jobs`` for a source's DAG.
+SourceJobRequestBody: type[SourceRequestBase] = create_model(
+    "SourceJobRequestBody", __base__=SourceRequestBase, **_int_fields((CONCURRENCY, FETCH_TASKS))
+)
 
 
 class JobEntry(BaseModel):
@@ -89,7 +153,18 @@ class JobProgress(BaseModel):
     SuccessfullyCompleted: int
     FailedToComplete: int
     Total: int
+    TotalKnown: bool | None = Field(
+        default=None,
+        description="Only for a walked source job (a cursor or a next link): false while the walk goes "
+        "on (Total is the pages found so far, more may come), true once it has ended. Absent: the "
+        "total was known from the plan.",
+    )
     JobId: str
+    DagId: str = Field(description="The DAG the job is a run of: api_poller or api_poller__<source>.")
+    Source: str | None = Field(
+        description="The source's name for a source job (DAG api_poller__<source>); null for a job of "
+        "the free-URL api_poller DAG."
+    )
     State: str | None
     Conf: dict[str, Any]
     TriggeredBy: str | None

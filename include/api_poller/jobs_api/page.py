@@ -21,9 +21,9 @@ ACTIVE_RUN_STATES = ("queued", "running")
 DEFAULT_LIST_LIMIT = 25
 
 
-def run_path(run_id: str) -> str:
+def run_path(dag_id: str, run_id: str) -> str:
     """The DAG run's page in the Airflow UI, relative to Airflow's base URL."""
-    return f"/dags/{names.POLLER_DAG_ID}/runs/{quote(run_id, safe='')}"
+    return f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
 def render_page(api_base: str, airflow_base: str) -> str:
@@ -32,6 +32,7 @@ def render_page(api_base: str, airflow_base: str) -> str:
         "apiBase": api_base,
         "airflowBase": airflow_base,
         "dagId": names.POLLER_DAG_ID,
+        "sourceDagPrefix": names.SOURCE_DAG_PREFIX,
         "limit": DEFAULT_LIST_LIMIT,
         "activeStates": list(ACTIVE_RUN_STATES),
         "fields": PROGRESS_FIELDS,

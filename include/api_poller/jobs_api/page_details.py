@@ -8,7 +8,7 @@ from typing import Any
 
 from api_poller.core.keys import processed_key, s3_uri
 from api_poller.core.lifecycle import PageState
-from api_poller.core.planning import PageTask
+from api_poller.core.planning import PageTask, page_id
 from api_poller.jobs_api.models import PENDING, PageDetail
 
 
@@ -24,11 +24,28 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def planned_pages(plan_output: Any) -> dict[str, dict[str, Any]]:
-    """Page id -> StartAt, Count and fetch map index, from the plan task's return value."""
+    """Page id -> StartAt, Count and fetch map index, from the plan task's return value.
+
+    A seed page has a ``start_at`` and a ``count``; a source's page request has only its number
+    (its offset, page or cursor is in its query), so StartAt and Count are None for it. A walked
+    job plans its first page only: the others appear as their statuses are recorded.
+    """
     pages: dict[str, dict[str, Any]] = {}
     for map_index, entry in enumerate(plan_output if isinstance(plan_output, list) else []):
-        for page in map(PageTask.from_dict, (entry or {}).get("batch", [])):
-            pages[page.page_id] = {"StartAt": page.start_at, "Count": page.count, "FetchMapIndex": map_index}
+        for item in (entry or {}).get("batch", []):
+            if "start_at" in item:
+                page = PageTask.from_dict(item)
+                pages[page.page_id] = {
+                    "StartAt": page.start_at,
+                    "Count": page.count,
+                    "FetchMapIndex": map_index,
+                }
+            else:
+                pages[page_id(int(item.get("page", 1)))] = {
+                    "StartAt": None,
+                    "Count": None,
+                    "FetchMapIndex": map_index,
+                }
     return pages
 
 

@@ -1,18 +1,22 @@
 """The job API's routes: start, list, read, replay and redrive jobs, and the progress page.
 
-A job is a run of the ``api_poller`` DAG. Runs are created by Airflow's own trigger function
+A job is a run of a poller DAG: the free-URL ``api_poller`` DAG, or a source's
+``api_poller__<name>``. Runs are created by Airflow's own trigger function
 (``airflow.api.common.trigger_dag``: the run id, the conf validated against the DAG's Params,
 the triggering user, state queued) and redriven tasks are cleared by the DAG's own ``clear``.
+Every route checks the user's access to the job's own DAG.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidationError
@@ -23,39 +27,42 @@ from airflow.serialization.definitions.dag import SerializedDAG
 from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType
 from botocore.exceptions import BotoCoreError, ClientError
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api_poller import names
 from api_poller.adapters.progress import load_job_progress, load_page_statuses, load_plan
+from api_poller.adapters.source_params import NESTED_PARAMS, SETTING_NAMES
 from api_poller.aws.resources import queue_url
 from api_poller.core.errors import InvalidJobRequest
 from api_poller.core.job_request import URL
 from api_poller.jobs_api.dependencies import (
     DAG_ID,
+    DagAccessDep,
     DagBagDep,
     JobRun,
     SettingsDep,
     SqsDep,
-    can_read_runs,
-    can_read_tasks,
-    can_start_runs,
     job_runs,
     json_post_only,
     optional_user,
 )
 from api_poller.jobs_api.models import (
+    SOURCE_FIELD,
     JobEntry,
     JobList,
     JobPages,
     JobProgress,
     JobRedriven,
+    JobRequestBase,
     JobRequestBody,
     JobStarted,
+    SourceJobRequestBody,
 )
 from api_poller.jobs_api.page import (
     ACTIVE_RUN_STATES,
@@ -88,36 +95,41 @@ def expired(run: DagRun, total_pages: int, session: Session, settings: PollerSet
 
 
 def progress_of(run: DagRun, session: Session, settings: PollerSettings) -> JobProgress:
-    progress = load_job_progress(DAG_ID, run.run_id, session)
-    return JobProgress(
-        **progress,
-        JobId=run.run_id,
-        State=str(run.state) if run.state is not None else None,
-        Conf=run.conf or {},
-        TriggeredBy=run.triggering_user_name,
-        QueuedAt=run.queued_at,
-        StartDate=run.start_date,
-        EndDate=run.end_date,
-        RunPath=run_path(run.run_id),
-        Expired=expired(run, progress["Total"], session, settings),
+    progress = load_job_progress(run.dag_id, run.run_id, session)
+    return JobProgress.model_validate(
+        {
+            **progress,
+            "JobId": run.run_id,
+            "DagId": run.dag_id,
+            "Source": names.source_of_dag(run.dag_id),
+            "State": str(run.state) if run.state is not None else None,
+            "Conf": run.conf or {},
+            "TriggeredBy": run.triggering_user_name,
+            "QueuedAt": run.queued_at,
+            "StartDate": run.start_date,
+            "EndDate": run.end_date,
+            "RunPath": run_path(run.dag_id, run.run_id),
+            "Expired": expired(run, int(progress["Total"]), session, settings),
+        }
     )
 
 
-@router.get(
-    "/jobs", response_model=JobList, dependencies=[can_read_runs], summary="Recent jobs, newest first"
-)
+@router.get("/jobs", response_model=JobList, summary="Recent jobs of every poller DAG, newest first")
 def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
+    access: DagAccessDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
 ) -> JobList:
-    runs = session.scalars(job_runs().order_by(DagRun.run_after.desc(), DagRun.id.desc()).limit(limit)).all()
+    """Jobs of the poller DAGs (``api_poller`` and every ``api_poller__<source>``) whose runs the
+    user may read; the others are left out, as Airflow's own run list does."""
+    readable = access.readable_dag_ids()
+    query = job_runs().where(DagRun.dag_id.in_(readable))
+    runs = session.scalars(query.order_by(DagRun.run_after.desc(), DagRun.id.desc()).limit(limit)).all()
     return JobList(Jobs=[progress_of(run, session, settings) for run in runs])
 
 
-@router.get(
-    "/jobs/{job_id}", response_model=JobProgress, dependencies=[can_read_runs], summary="A job's progress"
-)
+@router.get("/jobs/{job_id}", response_model=JobProgress, summary="A job's progress")
 def get_job(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobProgress:
     progress = progress_of(run, session, settings)
     if progress.Expired:
@@ -128,14 +140,14 @@ def get_job(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobProgr
 @router.get(
     "/jobs/{job_id}/tasks",
     response_model=JobPages,
-    dependencies=[can_read_runs, can_read_tasks],
     summary="Every page of a job: state, attempts, locations, errors",
 )
-def get_job_pages(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobPages:
-    planned = planned_pages(load_plan(DAG_ID, run.run_id, session))
+def get_job_pages(run: JobRun, session: SessionDep, settings: SettingsDep, access: DagAccessDep) -> JobPages:
+    access.require("GET", DagAccessEntity.TASK_INSTANCE, run.dag_id)
+    planned = planned_pages(load_plan(run.dag_id, run.run_id, session))
     if why_expired := expired(run, len(planned), session, settings):
         raise HTTPException(status.HTTP_410_GONE, why_expired)
-    statuses = load_page_statuses(DAG_ID, run.run_id, session)
+    statuses = load_page_statuses(run.dag_id, run.run_id, session)
     pages = page_details(run.run_id, planned, statuses, settings.raw_bucket, settings.processed_bucket)
     return JobPages(
         JobId=run.run_id, State=str(run.state) if run.state else None, Total=len(planned), Pages=pages
@@ -145,21 +157,29 @@ def get_job_pages(run: JobRun, session: SessionDep, settings: SettingsDep) -> Jo
 # -- starting ---------------------------------------------------------------------------------------
 
 
-def start_job(conf: dict[str, Any], user: BaseUser, session: Session, note: str | None = None) -> DagRun:
-    """A manual run of the DAG, made by Airflow's own trigger function."""
-    dag_model = session.scalar(select(DagModel).where(~DagModel.is_stale, DagModel.dag_id == DAG_ID))
+def loaded_dag(dag_id: str, session: Session) -> DagModel:
+    """The DAG's model; 503 while it is not (or no longer) loaded, or has import errors."""
+    dag_model = session.scalar(select(DagModel).where(~DagModel.is_stale, DagModel.dag_id == dag_id))
     if dag_model is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"The {DAG_ID} DAG is not loaded (not parsed yet, or removed); try again shortly",
+            f"The {dag_id} DAG is not loaded (not parsed yet, or removed); try again shortly",
         )
     if dag_model.has_import_errors:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {DAG_ID} DAG has import errors; see the Airflow UI"
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {dag_id} DAG has import errors; see the Airflow UI"
         )
+    return dag_model
+
+
+def start_job(
+    dag_id: str, conf: dict[str, Any], user: BaseUser, session: Session, note: str | None = None
+) -> DagRun:
+    """A manual run of the DAG, made by Airflow's own trigger function."""
+    loaded_dag(dag_id, session)
     try:
         run = trigger_dag(
-            DAG_ID,
+            dag_id,
             triggered_by=DagRunTriggeredByType.REST_API,
             triggering_user_name=user.get_name(),
             conf=conf,
@@ -169,7 +189,7 @@ def start_job(conf: dict[str, Any], user: BaseUser, session: Session, note: str 
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except DagNotFound as exc:  # the DAG model is there, its serialized form not yet
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {DAG_ID} DAG is not serialized yet; try again shortly"
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {dag_id} DAG is not serialized yet; try again shortly"
         ) from exc
     except (DagRunAlreadyExists, IntegrityError) as exc:
         session.rollback()
@@ -179,7 +199,7 @@ def start_job(conf: dict[str, Any], user: BaseUser, session: Session, note: str 
     except ValueError as exc:  # e.g. the DAG does not allow manual runs
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     if run is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"The {DAG_ID} DAG created no run")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"The {dag_id} DAG created no run")
     if note:
         run.note = (note, user.get_id())  # the note's author, as the REST API records it
         session.flush()
@@ -200,30 +220,101 @@ def url_refused(url: str, reason: InvalidJobRequest) -> RequestValidationError:
     )
 
 
+def parsed(model: type[JobRequestBase], body: Mapping[str, Any]) -> JobRequestBase:
+    """The body as ``model``, or the 422 FastAPI would answer for it (``loc`` under ``body``)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def source_dag_for(source: str, session: Session) -> str:
+    """The source's DAG id; 404 naming the source when no such DAG is known."""
+    dag_id = names.source_dag_id(source)
+    if session.scalar(select(DagModel.dag_id).where(~DagModel.is_stale, DagModel.dag_id == dag_id)) is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"Source {source!r} not found: no DAG {dag_id} is loaded (is its file, with name: {source}, "
+            "in the sources folder? A broken file shows up as an import error in the Airflow UI)",
+        )
+    return dag_id
+
+
+def check_source_params(
+    source: str, dag_id: str, conf: Mapping[str, Any], session: Session, dag_bag: DBDagBag
+) -> None:
+    """422 for a query parameter the source does not let a trigger set (its DAG's Params say which)."""
+    asked = conf.get(NESTED_PARAMS) or {}
+    if not asked:
+        return
+    dag = dag_bag.get_latest_version_of_dag(dag_id, session=session)
+    if dag is None:
+        return  # not serialized yet: trigger_dag answers 503, and the plan step checks again
+    allowed = sorted(set(dag.params) - set(SETTING_NAMES))
+    refused = sorted(name for name in asked if name not in allowed)
+    if refused:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", NESTED_PARAMS, name),
+                    "msg": f"Value error, source {source!r} does not let a trigger set {name!r} "
+                    f"(its overridable_params: {', '.join(allowed) or 'none'})",
+                    "input": asked[name],
+                }
+                for name in refused
+            ]
+        )
+
+
 @router.post(
     "/jobs",
     status_code=status.HTTP_201_CREATED,
     response_model=JobStarted,
     response_model_exclude_none=True,
-    dependencies=[json_post_only, can_start_runs],
-    summary="Start a job (a run of the api_poller DAG)",
+    dependencies=[json_post_only],
+    summary="Start a job: a run of the api_poller DAG ({url}) or of a source's DAG ({source})",
 )
 def create_job(
-    body: JobRequestBody,
+    body: Annotated[
+        dict[str, Any],
+        Body(
+            description="Either the free-URL job {url, page_size, concurrency, fetch_tasks} (the api_poller "
+            "DAG), or a source's job {source, params, full_refresh, concurrency, fetch_tasks} (the DAG "
+            "api_poller__<source>).",
+            openapi_examples={
+                "url": {"value": {"url": "https://partner.example/payload", "fetch_tasks": 4}},
+                "source": {"value": {"source": "acme_orders", "params": {"status": "open"}}},
+            },
+        ),
+    ],
     user: GetUserDep,
+    access: DagAccessDep,
     session: SessionDep,
     settings: SettingsDep,
+    dag_bag: DagBagDep,
     request: Request,
     response: Response,
 ) -> JobStarted:
-    conf = body.conf()
+    if SOURCE_FIELD in body:
+        source_request = parsed(SourceJobRequestBody, body)
+        source = str(body[SOURCE_FIELD])
+        dag_id = names.source_dag_id(source)
+        access.require("POST", DagAccessEntity.RUN, dag_id)
+        source_dag_for(source, session)
+        conf = source_request.conf()
+        check_source_params(source, dag_id, conf, session, dag_bag)
+        return started(start_job(dag_id, conf, user, session), response, request)
+    access.require("POST", DagAccessEntity.RUN, DAG_ID)
+    conf = parsed(JobRequestBody, body).conf()
     try:
         # The SSRF guard now, so a refused URL is a 422 and not a failed run; the plan step checks
         # again (what a host resolves to can change).
         check_job_url(conf[URL.name], settings)
     except InvalidJobRequest as exc:
         raise url_refused(conf[URL.name], exc) from None
-    return started(start_job(conf, user, session), response, request)
+    return started(start_job(DAG_ID, conf, user, session), response, request)
 
 
 @router.post(
@@ -231,26 +322,30 @@ def create_job(
     status_code=status.HTTP_201_CREATED,
     response_model=JobStarted,
     response_model_exclude_none=True,
-    dependencies=[json_post_only, can_read_runs, can_start_runs],
+    dependencies=[json_post_only],
     summary="Start a new job with the conf of an earlier one",
 )
 def replay_job(
     run: JobRun,
     user: GetUserDep,
+    access: DagAccessDep,
     session: SessionDep,
     settings: SettingsDep,
     request: Request,
     response: Response,
 ) -> JobStarted:
+    access.require("POST", DagAccessEntity.RUN, run.dag_id)
     conf = dict(run.conf or {})
-    if conf.get(URL.name):  # without one, the DAG's default URL applies and the plan step checks it
+    # The free-URL DAG: its URL is checked again now (without one, its default URL applies and the
+    # plan step checks it). A source's conf is checked by its DAG's Params and its plan step.
+    if run.dag_id == DAG_ID and conf.get(URL.name):
         try:
             check_job_url(URL.check(conf[URL.name]), settings)
         except InvalidJobRequest as exc:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"Job {run.run_id!r} cannot be replayed: {exc}"
             ) from None
-    replay = start_job(conf, user, session, note=f"Replay of job {run.run_id}")
+    replay = start_job(run.dag_id, conf, user, session, note=f"Replay of job {run.run_id}")
     return started(replay, response, request, replay_of=run.run_id)
 
 
@@ -262,7 +357,7 @@ def processing_tasks(run: DagRun, session: Session, dag_bag: DBDagBag) -> tuple[
     dag = dag_bag.get_dag_for_run(run, session=session)
     if dag is None:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {DAG_ID} DAG of this run is not loaded"
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {run.dag_id} DAG of this run is not loaded"
         )
     subset = dag.partial_subset(
         task_ids=[names.CONSUME_TASK_ID], include_downstream=True, include_upstream=False
@@ -273,12 +368,18 @@ def processing_tasks(run: DagRun, session: Session, dag_bag: DBDagBag) -> tuple[
 @router.post(
     "/jobs/{job_id}/redrive",
     response_model=JobRedriven,
-    dependencies=[json_post_only, can_read_runs, can_start_runs],
+    dependencies=[json_post_only],
     summary="Send a finished job's dead letters back to processing and rerun its consumer",
 )
 def redrive_job(
-    run: JobRun, session: SessionDep, settings: SettingsDep, sqs: SqsDep, dag_bag: DagBagDep
+    run: JobRun,
+    session: SessionDep,
+    settings: SettingsDep,
+    sqs: SqsDep,
+    dag_bag: DagBagDep,
+    access: DagAccessDep,
 ) -> JobRedriven:
+    access.require("POST", DagAccessEntity.RUN, run.dag_id)
     if run.state in ACTIVE_RUN_STATES:
         raise HTTPException(
             status.HTTP_409_CONFLICT,

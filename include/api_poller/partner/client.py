@@ -73,11 +73,13 @@ Result = TypeVar("Result")
 
 @dataclass(frozen=True)
 class ClientOptions:
-    """How every request is made: time limit, size limit, extra headers (credentials)."""
+    """How every request is made: time limit, size limit, extra headers (credentials), and
+    whether redirects are followed (never with credentials: they could lead to another host)."""
 
     timeout: float = 30.0
     max_response_bytes: int = 64 * 1024 * 1024
     headers: dict[str, str] = field(default_factory=dict)
+    follow_redirects: bool = True
 
 
 async def read_limited(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
@@ -96,8 +98,16 @@ async def read_limited(response: aiohttp.ClientResponse, url: str, limit: int) -
 async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOptions) -> tuple[bytes, object]:
     try:
         async with session.get(
-            url, timeout=aiohttp.ClientTimeout(total=options.timeout), headers=options.headers
+            url,
+            timeout=aiohttp.ClientTimeout(total=options.timeout),
+            headers=options.headers,
+            allow_redirects=options.follow_redirects,
         ) as response:
+            if 300 <= response.status < 400 and not options.follow_redirects:
+                raise FatalError(
+                    f"HTTP {response.status} from {url}: a redirect is not followed with the "
+                    "partner Connection's credentials; give the final URL"
+                )
             body = await read_limited(response, url, options.max_response_bytes)
             if response.status != 200:
                 raise error_for_status(

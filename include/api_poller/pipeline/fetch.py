@@ -163,7 +163,7 @@ def fetch_batch(
             send_batch=lambda pointers: send_message_batch(sqs_client, queue_url, pointers),
             recorder=recorder,
             policy=retry_policy(settings),
-            options=client_options(settings),
+            options=client_options(settings, url),
             concurrency=concurrency,
         )
     )

@@ -24,7 +24,7 @@ from api_poller.settings import PollerSettings
 
 async def _read_metadata(url: str, settings: PollerSettings) -> ApiMetadata:
     async with aiohttp.ClientSession() as session:
-        return await fetch_metadata(session, url, retry_policy(settings), client_options(settings))
+        return await fetch_metadata(session, url, retry_policy(settings), client_options(settings, url))
 
 
 def plan_job(job_id: str, params: Mapping[str, Any], settings: PollerSettings) -> dict[str, Any]:

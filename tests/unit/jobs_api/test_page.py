@@ -35,6 +35,19 @@ def test_the_page_has_a_redrive_button_that_asks_first():
 
 
 def test_a_run_path_quotes_the_run_id():
-    assert run_path("manual__2026-12-02T05:00:00+00:00") == (
+    assert run_path("api_poller", "manual__2026-12-02T05:00:00+00:00") == (
         "/dags/api_poller/runs/manual__2026-12-02T05%3A00%3A00%2B00%3A00"
     )
+
+
+def test_a_run_path_names_the_jobs_own_dag():
+    assert (
+        run_path("api_poller__acme_orders", "scheduled__x")
+        == "/dags/api_poller__acme_orders/runs/scheduled__x"
+    )
+
+
+def test_the_page_has_a_source_column_and_shows_a_walks_total_as_open():
+    html = render_page("", "")
+    assert "<th>Source</th>" in html and "job.Source" in html
+    assert "TotalKnown === false" in html and "+ pages (walking)" in html

@@ -14,7 +14,7 @@ import pytest
 from api_poller import names
 from api_poller.aws.messaging import PagePointer, message_attributes, message_body
 from api_poller.core.job_request import MAX_URL_LENGTH
-from tests.unit.jobs_api.conftest import USER, JobsApi
+from tests.unit.jobs_api.conftest import DEMO_DAG_ID, USER, JobsApi
 
 PARTNER = "http://127.0.0.1:9/payload"  # loopback: allowed by the tests' allowlist
 
@@ -238,7 +238,8 @@ def test_an_unknown_job_is_404(jobs_api: JobsApi, method: str, suffix: str):
     answer = jobs_api.client.request(method, job_path("no-such-job", suffix))
     assert answer.status_code == 404
     assert answer.json() == {
-        "detail": "Job 'no-such-job' not found: the api_poller DAG has no run with that id"
+        "detail": "Job 'no-such-job' not found: no poller DAG (api_poller or api_poller__<source>) "
+        "has a run with that id"
     }
 
 
@@ -311,3 +312,173 @@ def test_a_job_still_running_is_not_redriven(jobs_api: JobsApi):
     assert answer.status_code == 409
     assert "redrive its dead letters once it has finished" in answer.json()["detail"]
     assert queue_depth(jobs_api, jobs_api.dead_letters) == 1
+
+
+# -- source jobs (api_poller__<name>) ---------------------------------------------------------------
+
+
+def start_demo(api: JobsApi, body: dict | None = None) -> str:
+    answer = api.client.post("/jobs", json=body or {"source": "demo"})
+    assert answer.status_code == 201, answer.json()
+    return answer.json()["jobId"]
+
+
+def stored_dag_id(job_id: str) -> str:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return session.scalar(select(DagRun.dag_id).where(DagRun.run_id == job_id))
+
+
+def test_post_jobs_with_a_source_starts_a_run_of_the_sources_dag(jobs_api: JobsApi):
+    body = {"source": "demo", "params": {"status": "open"}, "full_refresh": True, "concurrency": 4}
+    answer = jobs_api.client.post("/jobs", json=body)
+    assert answer.status_code == 201, answer.json()
+    job_id = answer.json()["jobId"]
+    assert stored_dag_id(job_id) == DEMO_DAG_ID
+    run, _ = stored_run(job_id)
+    assert (run.run_type, run.triggering_user_name) == ("manual", USER)
+    assert run.conf == {"params": {"status": "open"}, "full_refresh": True, "concurrency": 4}
+    assert ("POST", "RUN", DEMO_DAG_ID) in jobs_api.allowed.asked  # checked against the source's DAG
+
+
+def test_an_unknown_source_is_404_naming_it(jobs_api: JobsApi):
+    answer = jobs_api.client.post("/jobs", json={"source": "no_such_source"})
+    assert answer.status_code == 404
+    assert answer.json()["detail"].startswith(
+        "Source 'no_such_source' not found: no DAG api_poller__no_such_source is loaded"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "message"),
+    [
+        ({"source": "Demo"}, ["body", "source"], "String should match pattern"),
+        ({"source": 7}, ["body", "source"], "valid string"),
+        ({"source": "demo", "url": PARTNER}, ["body"], "a source job takes no 'url'"),
+        ({"source": "demo", "pages": 3}, ["body", "pages"], "Extra inputs are not permitted"),
+        ({"source": "demo", "params": {"host": "evil.example"}}, ["body", "params", "host"], "does not let"),
+        ({"source": "demo", "params": ["status"]}, ["body", "params"], "valid dictionary"),
+        ({"source": "demo", "params": {"status": [1]}}, ["body", "params", "status"], "a string, a number"),
+        ({"source": "demo", "full_refresh": "yes"}, ["body", "full_refresh"], "valid boolean"),
+        ({"source": "demo", "concurrency": 0}, ["body", "concurrency"], "concurrency must be between 1"),
+        ({"source": "demo", "fetch_tasks": "2"}, ["body", "fetch_tasks"], "fetch_tasks must be an integer"),
+    ],
+    ids=[
+        "not-a-name",
+        "name-type",
+        "url",
+        "unknown-field",
+        "not-overridable",
+        "params-type",
+        "param-value",
+        "full-refresh-type",
+        "range",
+        "int-type",
+    ],
+)
+def test_a_bad_source_job_request_is_422_naming_the_field(jobs_api: JobsApi, body, loc, message):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    def demo_runs() -> int:
+        with create_session() as session:
+            return session.scalar(select(func.count()).where(DagRun.dag_id == DEMO_DAG_ID))
+
+    before = demo_runs()
+    answer = jobs_api.client.post("/jobs", json=body)
+    assert answer.status_code == 422, answer.json()
+    errors = answer.json()["detail"]
+    assert any(error["loc"] == loc and message in error["msg"] for error in errors), errors
+    assert demo_runs() == before  # nothing started
+
+
+def test_the_not_overridable_error_lists_what_the_source_allows(jobs_api: JobsApi):
+    answer = jobs_api.client.post("/jobs", json={"source": "demo", "params": {"cursor": "x"}})
+    [error] = answer.json()["detail"]
+    assert error["msg"] == (
+        "Value error, source 'demo' does not let a trigger set 'cursor' (its overridable_params: status)"
+    )
+
+
+def test_jobs_of_every_poller_dag_are_listed_with_their_source(jobs_api: JobsApi):
+    seed_job, demo_job = start(jobs_api), start_demo(jobs_api)
+    listed = {job["JobId"]: job for job in jobs_api.client.get("/jobs?limit=100").json()["Jobs"]}
+    assert (listed[seed_job]["Source"], listed[seed_job]["DagId"]) == (None, "api_poller")
+    assert (listed[demo_job]["Source"], listed[demo_job]["DagId"]) == ("demo", DEMO_DAG_ID)
+    assert listed[demo_job]["RunPath"] == f"/dags/{DEMO_DAG_ID}/runs/{quote(demo_job, safe='')}"
+
+
+def test_a_source_job_is_found_by_its_id_alone(jobs_api: JobsApi):
+    job_id = start_demo(jobs_api)
+    progress = jobs_api.client.get(job_path(job_id))
+    assert progress.status_code == 200, progress.json()
+    assert (progress.json()["Source"], progress.json()["State"]) == ("demo", "queued")
+    assert jobs_api.client.get(job_path(job_id, "/tasks")).json()["Pages"] == []
+    replay = jobs_api.client.post(job_path(job_id, "/replay"))
+    assert replay.status_code == 201, replay.json()
+    assert stored_dag_id(replay.json()["jobId"]) == DEMO_DAG_ID
+
+
+def test_a_walk_in_progress_has_an_open_total_and_its_pages_listed(jobs_api: JobsApi):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    job_id = start_demo(jobs_api)
+    page_one = {"url": "http://127.0.0.1:9/cursor/items", "params": [["status", "all"]], "page": 1}
+    plan = [{"mode": "walk", "base_request": page_one, "batch": [page_one], "concurrency": 1}]
+    status = {
+        "page-000001": {"state": "SuccessfullyCompleted", "at": 5.0, "records": 10},
+        "page-000002": {"state": "Enqueued", "at": 6.0},
+        "page-000003": {"state": "Started", "at": 7.0},
+    }
+    with create_session() as session:
+        for task_id, key, value in [
+            (names.PLAN_TASK, names.RETURN_VALUE_KEY, plan),
+            (names.PLAN_TASK, names.TOTAL_PAGES_KEY, None),  # a walk: the total is unknown
+            (names.FETCH_TASK, names.STATUS_KEY, status),
+        ]:
+            XComModel.set(key, value, dag_id=DEMO_DAG_ID, task_id=task_id, run_id=job_id, session=session)
+    progress = jobs_api.client.get(job_path(job_id)).json()
+    assert (progress["Total"], progress["TotalKnown"], progress["SuccessfullyCompleted"]) == (3, False, 1)
+    pages = jobs_api.client.get(job_path(job_id, "/tasks")).json()["Pages"]
+    assert [(page["PageId"], page["State"], page["StartAt"]) for page in pages] == [
+        ("page-000001", "SuccessfullyCompleted", None),
+        ("page-000002", "Enqueued", None),
+        ("page-000003", "Started", None),
+    ]
+    seed_progress = jobs_api.client.get(job_path(start(jobs_api))).json()
+    assert seed_progress["TotalKnown"] is None  # a planned job's document is the seed's
+
+
+def test_a_user_sees_and_starts_only_jobs_of_dags_they_may_use(jobs_api: JobsApi):
+    seed_job, demo_job = start(jobs_api), start_demo(jobs_api)
+    jobs_api.allowed.readable = jobs_api.allowed.startable = {"api_poller"}
+    listed = [job["JobId"] for job in jobs_api.client.get("/jobs?limit=100").json()["Jobs"]]
+    assert seed_job in listed and demo_job not in listed
+    for method, suffix in [("GET", ""), ("GET", "/tasks"), ("POST", "/replay"), ("POST", "/redrive")]:
+        assert jobs_api.client.request(method, job_path(demo_job, suffix)).status_code == 403, suffix
+    assert jobs_api.client.post("/jobs", json={"source": "demo"}).status_code == 403
+    assert jobs_api.client.get(job_path(seed_job)).status_code == 200
+    jobs_api.allowed.readable = None  # may read the source's runs, still not start them
+    assert jobs_api.client.get(job_path(demo_job)).status_code == 200
+    assert jobs_api.client.post(job_path(demo_job, "/replay")).status_code == 403
+
+
+def test_a_job_id_two_dags_share_is_409_until_dag_id_chooses(jobs_api: JobsApi):
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+
+    shared = start(jobs_api)
+    with create_session() as session:  # as two sources' scheduled runs at the same time would be
+        trigger_dag(DEMO_DAG_ID, run_id=shared, triggered_by=DagRunTriggeredByType.TEST, session=session)
+    answer = jobs_api.client.get(job_path(shared))
+    assert answer.status_code == 409
+    assert "add ?dag_id=" in answer.json()["detail"] and DEMO_DAG_ID in answer.json()["detail"]
+    chosen = jobs_api.client.get(job_path(shared), params={"dag_id": DEMO_DAG_ID})
+    assert (chosen.status_code, chosen.json()["Source"]) == (200, "demo")
+    assert jobs_api.client.get(job_path(shared), params={"dag_id": "other_dag"}).status_code == 422
