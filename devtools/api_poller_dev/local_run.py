@@ -38,11 +38,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from api_poller_dev.console import (
+    Reporter,
+    Snapshot,
+    Summary,
+    count_retries,
+    failures_by_reason,
+    reporter_for,
+)
 from api_poller_dev.local_source_run import (
     SOURCES_SETTING,
     LocalRunError,
+    check_connection_in_environment,
     partner_for,
     read_source,
     source_conf,
@@ -60,6 +69,7 @@ from api_poller import names
 
 STATE_DIR = PROJECT_ROOT / ".local"
 YIELD_SETTING = "API_POLLER_PROCESS_YIELD_SECONDS"
+RUN_LOG = "local-sync.log"  # Airflow's logs and the task logs of the in-process run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,6 +103,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=STATE_DIR,
         help=f"Airflow home, logs and copied output (default: {STATE_DIR})",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object per line (progress events, a summary)"
+    )
+    parser.add_argument("--poison-pages", help="the simulator's pages whose records lack their id, e.g. 3,7")
     parser.add_argument("--total-records", type=int, default=10_000)
     parser.add_argument("--page-size", type=int, default=100, help="the simulator's maxRecordsPerPage")
     parser.add_argument("--latency-ms", default="0-1000", help="fixed ('200') or uniform range ('0-1000')")
@@ -107,12 +121,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def print_progress_until(done: threading.Event, dag_id: str) -> None:
-    """Print the running job's progress JSON whenever it changes."""
+def watch_progress(done: threading.Event, dag_id: str, reporter: Reporter, started: float) -> None:
+    """Show the running job's progress whenever it changes (polled from the metadata DB)."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from api_poller.adapters.progress import load_job_progress
+    from api_poller.adapters.progress import load_job_progress, load_page_statuses
 
     last = None
     while not done.wait(1.0):
@@ -123,11 +137,37 @@ def print_progress_until(done: threading.Event, dag_id: str) -> None:
                     continue
                 run_id = max(runs, key=lambda run: run.run_after).run_id
                 progress = load_job_progress(dag_id, run_id, session)
+                retries = count_retries(load_page_statuses(dag_id, run_id, session))
         except Exception:  # SQLite may be busy for a moment; the next tick reads again
             continue
-        if progress != last:
-            print(json.dumps(progress), flush=True)
-            last = progress
+        if (progress, retries) != last:
+            reporter.update(Snapshot(progress, retries, time.monotonic() - started))
+            last = (progress, retries)
+
+
+@contextmanager
+def output_to_log(log_path: Path) -> Iterator[tuple[TextIO, TextIO]]:
+    """Send everything written to this process's stdout and stderr (Airflow's logging, the task
+    logs dag.test prints, warnings) to ``log_path``; yields the terminal's stdout and stderr, kept
+    for the display. File descriptors are redirected, so nothing bypasses it."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal_out = os.fdopen(saved[0], "w", buffering=1, encoding="utf-8")
+    terminal_err = os.fdopen(saved[1], "w", buffering=1, encoding="utf-8")
+    with open(log_path, "w", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal_out, terminal_err
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            terminal_out.close()
+            terminal_err.close()
 
 
 def copy_output(s3_client, bucket: str, prefix: str, target: Path) -> int:
@@ -148,6 +188,7 @@ def simulator_args(args: argparse.Namespace) -> list[str]:
         f"--latency-ms={args.latency_ms}",
         f"--error-rate={args.error_rate}",
         f"--seed={args.seed}",
+        *([f"--poison-pages={args.poison_pages}"] if args.poison_pages else []),
     ]
 
 
@@ -173,74 +214,119 @@ def embedded_airflow(state_dir: Path, endpoint: str, extra: dict[str, str]) -> I
     yield airflow_home
 
 
-def run_and_report(dag: Any, conf: dict[str, Any], state_dir: Path, airflow_home: Path) -> int:
-    """Run the DAG once with ``conf``, printing progress; copy its output; say where it is."""
+def count_records(folder: Path) -> int:
+    """Records in the copied output (one JSON object per line)."""
+    files = (path for path in folder.rglob("*") if path.is_file()) if folder.exists() else ()
+    return sum(1 for path in files for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def run_and_report(
+    dag: Any, conf: dict[str, Any], state_dir: Path, log_path: Path, reporter: Reporter
+) -> int:
+    """Run the DAG once with ``conf``, showing progress; copy its output; summarize."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    from api_poller.adapters.progress import load_job_progress
+    from api_poller.adapters.progress import load_job_progress, load_page_statuses
     from api_poller.core.keys import processed_prefix
     from api_poller.settings import load_settings
 
-    print(f"triggering {dag.dag_id} with conf {json.dumps(conf)}", flush=True)
+    reporter.info(f"triggering {dag.dag_id} with conf {json.dumps(conf)}", dag_id=dag.dag_id, conf=conf)
     done = threading.Event()
-    printer = threading.Thread(target=print_progress_until, args=(done, dag.dag_id), daemon=True)
     started = time.monotonic()
-    printer.start()
+    watcher = threading.Thread(target=watch_progress, args=(done, dag.dag_id, reporter, started), daemon=True)
+    watcher.start()
     try:
         dag_run = dag.test(run_conf=conf)
     finally:
         done.set()
-        printer.join()
+        watcher.join()
     elapsed = time.monotonic() - started
 
     settings = load_settings()
-    print(json.dumps(load_job_progress(dag.dag_id, dag_run.run_id)))
+    progress = load_job_progress(dag.dag_id, dag_run.run_id)
+    statuses = load_page_statuses(dag.dag_id, dag_run.run_id)
+    reporter.update(Snapshot(progress, count_retries(statuses), elapsed))
     prefix = processed_prefix(dag_run.run_id)
     target = state_dir / "output" / prefix
     copied = copy_output(S3Hook().get_conn(), settings.processed_bucket, prefix, target)
-    print(f"job {dag_run.run_id}: {dag_run.state} in {elapsed:.1f}s")
-    print(f"output: s3://{settings.processed_bucket}/{prefix} ({copied} files, copied to {target})")
-    print(f"task logs: {airflow_home / 'logs'}")
-    return 0 if str(dag_run.state) == "success" else 1
+    state = str(dag_run.state)
+    total = int(progress.get("Total", 0))
+    complete = (
+        state == "success"
+        and progress.get("TotalKnown") is not False
+        and int(progress.get("FailedToComplete", 0)) == 0
+        and int(progress.get("SuccessfullyCompleted", 0)) == total
+    )
+    summary = Summary(
+        dag_id=dag.dag_id,
+        run_id=dag_run.run_id,
+        state=state,
+        complete=complete,
+        counts=progress,
+        records=count_records(target),
+        files=copied,
+        s3_location=f"s3://{settings.processed_bucket}/{prefix}",
+        local_copy=str(target),
+        elapsed=elapsed,
+        log_path=str(log_path),
+        failures=failures_by_reason(statuses),
+    )
+    reporter.finish(summary)
+    return 0 if complete else 1
 
 
 def run_seed(args: argparse.Namespace) -> int:
     logs = args.state_dir / "logs"
+    log_path = logs / RUN_LOG
     with (
         moto_server(logs) as endpoint,
         simulator_server(logs, simulator_args(args)) as partner_url,
-        embedded_airflow(args.state_dir, endpoint, {}) as airflow_home,
+        output_to_log(log_path) as (terminal, _),
     ):
-        print(f"moto (S3/SQS): {endpoint}\npartner API simulator: {partner_url}/payload", flush=True)
-        from airflow.dag_processing.dagbag import DagBag
+        reporter = reporter_for(terminal, args.json)
+        reporter.info(f"Airflow's logs: {log_path}", log_path=str(log_path))
+        reporter.info(f"moto (S3/SQS): {endpoint}", moto=endpoint)
+        reporter.info(f"partner API simulator: {partner_url}/payload", partner=f"{partner_url}/payload")
+        with embedded_airflow(args.state_dir, endpoint, {}):
+            from airflow.dag_processing.dagbag import DagBag
 
-        dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag(names.POLLER_DAG_ID)
-        conf = {
-            "url": f"{partner_url}/payload",
-            "concurrency": args.concurrency,
-            "fetch_tasks": args.fetch_tasks,
-        }
-        return run_and_report(dag, conf, args.state_dir, airflow_home)
+            dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag(names.POLLER_DAG_ID)
+            conf = {
+                "url": f"{partner_url}/payload",
+                "concurrency": args.concurrency,
+                "fetch_tasks": args.fetch_tasks,
+            }
+            return run_and_report(dag, conf, args.state_dir, log_path, reporter)
 
 
 def run_source(args: argparse.Namespace) -> int:
     """The source file's DAG, built by the DAG factory, run once on the local stack."""
     spec = read_source(args.source)
     conf = source_conf(args)
+    if not args.simulator:
+        check_connection_in_environment(spec, os.environ)  # before anything starts
     logs = args.state_dir / "logs"
+    log_path = logs / RUN_LOG
     folder = args.state_dir / "sources"
     simulator = simulator_args(args) if args.simulator else None
     with (
         partner_for(spec, args.source, folder, logs, simulator) as (staged, partner_url),
         moto_server(logs) as endpoint,
-        embedded_airflow(args.state_dir, endpoint, {SOURCES_SETTING: str(folder)}) as airflow_home,
+        output_to_log(log_path) as (terminal, terminal_err),
     ):
-        print(f"moto (S3/SQS): {endpoint}", flush=True)
+        reporter = reporter_for(terminal, args.json)
+        reporter.info(f"Airflow's logs: {log_path}", log_path=str(log_path))
+        reporter.info(f"moto (S3/SQS): {endpoint}", moto=endpoint)
         if partner_url:
-            print(f"partner API simulator ({spec.auth.type}): {partner_url}", flush=True)
-        print(f"source {spec.name!r} from {args.source} (staged as {staged})", flush=True)
-        dag = source_dag(spec, PROJECT_ROOT / "dags")
-        return run_and_report(dag, conf, args.state_dir, airflow_home)
+            reporter.info(f"partner API simulator ({spec.auth.type}): {partner_url}", partner=partner_url)
+        reporter.info(f"source {spec.name!r} from {args.source} (staged as {staged})", source=spec.name)
+        with embedded_airflow(args.state_dir, endpoint, {SOURCES_SETTING: str(folder)}):
+            try:
+                dag = source_dag(spec, PROJECT_ROOT / "dags")
+            except LocalRunError as error:
+                print(f"local-sync: {error}", file=terminal_err, flush=True)
+                return 2
+            return run_and_report(dag, conf, args.state_dir, log_path, reporter)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -133,7 +134,8 @@ def partner_for(
     with simulator_server(logs, shape.args) as base_url:
         variable = connection_variable(spec.connection_id)
         if os.environ.get(variable):
-            print(f"--simulator: {variable} from the environment is not used; the simulator's is", flush=True)
+            notice = f"--simulator: {variable} from the environment is not used; the simulator's is"
+            print(notice, file=sys.stderr)
         os.environ[variable] = simulator_connection(base_url, shape.auth)
         token_url = f"{base_url}/oauth/token" if spec.auth.type == "oauth2_client_credentials" else None
         yield stage_source(source_file, folder, token_url), base_url
