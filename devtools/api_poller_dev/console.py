@@ -174,6 +174,8 @@ def summary_event(summary: Summary) -> dict[str, Any]:
 
 
 class Reporter(Protocol):
+    every_tick: bool  # redraw each second (elapsed moves), not only when the job's numbers change
+
     def info(self, message: str, **fields: Any) -> None: ...
     def update(self, snapshot: Snapshot) -> None: ...
     def finish(self, summary: Summary) -> None: ...
@@ -181,6 +183,8 @@ class Reporter(Protocol):
 
 class PlainReporter:
     """Plain text lines, one per change: for a pipe, a file or a CI log."""
+
+    every_tick = False
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
@@ -230,6 +234,8 @@ def progress_table(snapshot: Snapshot) -> Table:
 class LiveReporter:
     """A live display on a terminal: the progress table redrawn in place."""
 
+    every_tick = True
+
     def __init__(self, console: Console) -> None:
         self.console = console
         self.live: Live | None = None
@@ -241,7 +247,15 @@ class LiveReporter:
     def update(self, snapshot: Snapshot) -> None:
         with self.lock:
             if self.live is None:
-                self.live = Live(progress_table(snapshot), console=self.console, refresh_per_second=4)
+                # Live would otherwise print what Airflow writes to sys.stdout/stderr (the log
+                # file) above the display.
+                self.live = Live(
+                    progress_table(snapshot),
+                    console=self.console,
+                    refresh_per_second=4,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                )
                 self.live.start()
             else:
                 self.live.update(progress_table(snapshot))
@@ -252,7 +266,8 @@ class LiveReporter:
                 self.live.stop()
         style = "bold green" if summary.complete else "bold red"
         lines = summary_lines(summary)
-        self.console.print(Group(Text(lines[0], style=style), *(Text(line) for line in lines[1:])))
+        text = Group(Text(lines[0], style=style), *(Text(line) for line in lines[1:]))
+        self.console.print(text, soft_wrap=True)  # paths stay whole, to copy
 
 
 def reporter_for(out: IO[str], as_json: bool) -> Reporter:

@@ -1,8 +1,10 @@
 """One command, a full sync on the embedded local stack (``scripts/local-sync``).
 
 Starts moto's server (S3/SQS), prepares an Airflow home on SQLite, runs one DAG once
-(``dag.test``: every task really runs, one at a time, in this process), prints the progress JSON
-while it goes, and copies the processed output to a local folder.
+(``dag.test``: every task really runs, one at a time, in this process), shows its progress while
+it goes (``console``: a live display on a terminal, plain lines otherwise, JSON lines with --json;
+Airflow's own logs go to a file), copies the processed output to a local folder and summarizes.
+The exit code is 0 when the job was complete, 1 when it was not, 2 for bad input.
 
 Without --source: the seed's workload, the ``api_poller`` DAG against the partner-API simulator.
 
@@ -140,7 +142,7 @@ def watch_progress(done: threading.Event, dag_id: str, reporter: Reporter, start
                 retries = count_retries(load_page_statuses(dag_id, run_id, session))
         except Exception:  # SQLite may be busy for a moment; the next tick reads again
             continue
-        if (progress, retries) != last:
+        if (progress, retries) != last or reporter.every_tick:
             reporter.update(Snapshot(progress, retries, time.monotonic() - started))
             last = (progress, retries)
 
