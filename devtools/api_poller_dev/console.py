@@ -242,7 +242,7 @@ class LiveReporter:
         self.lock = threading.Lock()
 
     def info(self, message: str, **fields: Any) -> None:
-        self.console.print(message, highlight=False)
+        self.console.print(message, highlight=False, soft_wrap=True)
 
     def update(self, snapshot: Snapshot) -> None:
         with self.lock:
