@@ -82,8 +82,11 @@ def api_poller() -> None:
         try:
             job = plan_job(context["run_id"], context["params"], settings)
         except PollerError as exc:
-            # Bad input or an API that keeps failing: retrying the task would not help.
-            raise AirflowFailException(f"cannot plan the job: {exc}") from exc
+            # Bad input or an API that keeps failing: retrying the task would not help. The message
+            # (credential-free, as every PollerError's) is kept for the job API to show.
+            message = f"cannot plan the job: {exc}"
+            context["ti"].xcom_push(key=names.PLAN_ERROR_KEY, value=message)
+            raise AirflowFailException(message) from exc
         batches = job.pop("batches")
         shares = job.pop("concurrency_shares")
         context["ti"].xcom_push(key=names.JOB_KEY, value=job)

@@ -36,6 +36,7 @@ JOB_KEY = "job"  # the plan's job description (URL, totals, page size)
 TOTAL_PAGES_KEY = "total_pages"  # the plan's page count, read by progress readers
 SUMMARY_KEY = "summary"  # the report's job summary
 RECONCILIATION_KEY = "reconciliation"  # the report's reconciliation
+PLAN_ERROR_KEY = "plan_error"  # why the plan failed, in words (credential-free), for the job API
 WATERMARK_KEY = "watermark"  # a source report's watermark (before, after, advanced or why not)
 
 

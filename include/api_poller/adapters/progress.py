@@ -78,3 +78,9 @@ def load_job_progress(dag_id: str, run_id: str, session: Session | None = None) 
         and _xcom_values(dag_id, run_id, names.RETURN_VALUE_KEY, session, task_id=names.FETCH_TASK)
     )
     return job_progress(totals, load_page_statuses(dag_id, run_id, session), walk_ended)
+
+
+def load_plan_error(dag_id: str, run_id: str, session: Session) -> str | None:
+    """Why the plan task failed, in words (its ``plan_error`` XCom), or None if it did not."""
+    values = _xcom_values(dag_id, run_id, names.PLAN_ERROR_KEY, session, task_id=names.PLAN_TASK)
+    return str(values[0]) if values and values[0] else None

@@ -205,8 +205,11 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
                 watermark,
             )
         except PollerError as exc:
-            # Bad input, a bad Connection or an API that keeps failing: retrying would not help.
-            raise AirflowFailException(f"source {spec.name!r}: cannot plan the job: {exc}") from exc
+            # Bad input, a bad Connection or an API that keeps failing: retrying would not help. The
+            # message (credential-free, as every PollerError's) is kept for the job API to show.
+            message = f"source {spec.name!r}: cannot plan the job: {exc}"
+            context["ti"].xcom_push(key=names.PLAN_ERROR_KEY, value=message)
+            raise AirflowFailException(message) from exc
         arguments = fetch_task_arguments(job)
         summary = {key: value for key, value in job.items() if key != "batches"}
         summary["fetch_tasks"] = len(arguments)

@@ -177,6 +177,23 @@ class JobProgress(BaseModel):
     )
 
 
+class FailedReason(BaseModel):
+    Reason: str
+    Pages: int = Field(description="How many pages failed for this reason.")
+    Sample: list[str] = Field(description="Up to 5 of those pages' ids, in page order.")
+
+
+class JobDetail(JobProgress):
+    """``GET /jobs/{id}``: the progress, and why the job failed, in words."""
+
+    Error: str | None = Field(
+        default=None, description="Why the plan step failed (bad URL, refused host, bad metadata...)."
+    )
+    FailedReasons: list[FailedReason] = Field(
+        default_factory=list, description="The FailedToComplete pages grouped by reason, most pages first."
+    )
+
+
 class JobList(BaseModel):
     Jobs: list[JobProgress]
 
@@ -200,8 +217,31 @@ class PageDetail(BaseModel):
 class JobPages(BaseModel):
     JobId: str
     State: str | None
-    Total: int
-    Pages: list[PageDetail]
+    Total: int = Field(description="Every page of the job (planned or recorded).")
+    Matching: int = Field(description="The pages in the asked state (all of them without ?state=).")
+    Offset: int
+    Limit: int
+    Pages: list[PageDetail] = Field(description="The matching pages from Offset (at most Limit), in order.")
+
+
+class TimelineBucket(BaseModel):
+    At: datetime = Field(description="The bucket's start.")
+    Completed: int = Field(description="Pages that reached SuccessfullyCompleted in the bucket.")
+    Failed: int = Field(description="Pages that reached FailedToComplete in the bucket.")
+    Retries: int = Field(
+        description="Fetch attempts and SQS receives beyond the first, of the pages last recorded in "
+        "the bucket."
+    )
+
+
+class JobTimeline(BaseModel):
+    """``GET /jobs/{id}/timeline``: the job's throughput over time, for a chart."""
+
+    JobId: str
+    State: str | None
+    Start: datetime | None = Field(description="The first bucket's start; null before any record.")
+    BucketSeconds: int | None = Field(description="Each bucket's width: about 60 buckets span the job.")
+    Buckets: list[TimelineBucket]
 
 
 class JobRedriven(BaseModel):

@@ -10,6 +10,7 @@ Every route checks the user's access to the job's own DAG.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -36,13 +37,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api_poller import names
-from api_poller.adapters.progress import load_job_progress, load_page_statuses, load_plan
+from api_poller.adapters.progress import load_job_progress, load_page_statuses, load_plan, load_plan_error
 from api_poller.adapters.source_params import NESTED_PARAMS, SETTING_NAMES
 from api_poller.aws.resources import queue_url
 from api_poller.core.errors import InvalidJobRequest
 from api_poller.core.job_request import URL
+from api_poller.core.lifecycle import PROGRESS_FIELDS
 from api_poller.jobs_api.dependencies import (
     DAG_ID,
+    DagAccess,
     DagAccessDep,
     DagBagDep,
     JobRun,
@@ -52,8 +55,11 @@ from api_poller.jobs_api.dependencies import (
     json_post_only,
     optional_user,
 )
+from api_poller.jobs_api.explain import failed_reasons, timeline
 from api_poller.jobs_api.models import (
+    PENDING,
     SOURCE_FIELD,
+    JobDetail,
     JobEntry,
     JobList,
     JobPages,
@@ -62,6 +68,7 @@ from api_poller.jobs_api.models import (
     JobRequestBase,
     JobRequestBody,
     JobStarted,
+    JobTimeline,
     SourceJobRequestBody,
 )
 from api_poller.jobs_api.page import (
@@ -78,6 +85,9 @@ from api_poller.partner.connection import check_job_url
 from api_poller.settings import PollerSettings
 
 MAX_LIST_LIMIT = 100
+DEFAULT_PAGE_LIMIT = 100  # pages per /tasks answer without ?limit=
+MAX_PAGE_LIMIT = 1000
+PAGE_STATES = (*PROGRESS_FIELDS, PENDING)  # what /tasks?state= filters by
 
 router = APIRouter()
 
@@ -129,28 +139,90 @@ def list_jobs(
     return JobList(Jobs=[progress_of(run, session, settings) for run in runs])
 
 
-@router.get("/jobs/{job_id}", response_model=JobProgress, summary="A job's progress")
-def get_job(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobProgress:
+@router.get("/jobs/{job_id}", response_model=JobDetail, summary="A job's progress, and why it failed")
+def get_job(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobDetail:
     progress = progress_of(run, session, settings)
     if progress.Expired:
         raise HTTPException(status.HTTP_410_GONE, progress.Expired)
-    return progress
+    statuses = load_page_statuses(run.dag_id, run.run_id, session)
+    return JobDetail.model_validate(
+        {
+            **progress.model_dump(),
+            "Error": load_plan_error(run.dag_id, run.run_id, session),
+            "FailedReasons": failed_reasons(statuses),
+        }
+    )
+
+
+def page_state(
+    state: Annotated[
+        str | None, Query(max_length=64, description=f"Only the pages in this state: one of {PAGE_STATES}.")
+    ] = None,
+) -> str | None:
+    """The ``?state=`` filter; 422 listing the valid states for any other value."""
+    if state is not None and state not in PAGE_STATES:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"Unknown page state {state!r}: use one of {', '.join(PAGE_STATES)}",
+        )
+    return state
+
+
+def readable_pages(
+    run: DagRun, session: Session, settings: PollerSettings, access: DagAccess
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The job's planned pages and their statuses; 410 once the retention purged them."""
+    access.require("GET", DagAccessEntity.TASK_INSTANCE, run.dag_id)
+    planned = planned_pages(load_plan(run.dag_id, run.run_id, session))
+    if why_expired := expired(run, len(planned), session, settings):
+        raise HTTPException(status.HTTP_410_GONE, why_expired)
+    return planned, load_page_statuses(run.dag_id, run.run_id, session)
 
 
 @router.get(
     "/jobs/{job_id}/tasks",
     response_model=JobPages,
-    summary="Every page of a job: state, attempts, locations, errors",
+    summary="A job's pages, a slice at a time, optionally of one state: attempts, locations, errors",
 )
-def get_job_pages(run: JobRun, session: SessionDep, settings: SettingsDep, access: DagAccessDep) -> JobPages:
-    access.require("GET", DagAccessEntity.TASK_INSTANCE, run.dag_id)
-    planned = planned_pages(load_plan(run.dag_id, run.run_id, session))
-    if why_expired := expired(run, len(planned), session, settings):
-        raise HTTPException(status.HTTP_410_GONE, why_expired)
-    statuses = load_page_statuses(run.dag_id, run.run_id, session)
+def get_job_pages(
+    run: JobRun,
+    session: SessionDep,
+    settings: SettingsDep,
+    access: DagAccessDep,
+    state: Annotated[str | None, Depends(page_state)],
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = DEFAULT_PAGE_LIMIT,
+) -> JobPages:
+    planned, statuses = readable_pages(run, session, settings, access)
     pages = page_details(run.run_id, planned, statuses, settings.raw_bucket, settings.processed_bucket)
+    matching = pages if state is None else [page for page in pages if page.State == state]
     return JobPages(
-        JobId=run.run_id, State=str(run.state) if run.state else None, Total=len(planned), Pages=pages
+        JobId=run.run_id,
+        State=str(run.state) if run.state else None,
+        Total=len(pages),
+        Matching=len(matching),
+        Offset=offset,
+        Limit=limit,
+        Pages=matching[offset : offset + limit],
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/timeline",
+    response_model=JobTimeline,
+    summary="Pages completed, failed and retried per time bucket (about 60 over the job)",
+)
+def get_job_timeline(
+    run: JobRun, session: SessionDep, settings: SettingsDep, access: DagAccessDep
+) -> JobTimeline:
+    _, statuses = readable_pages(run, session, settings, access)
+    end = run.end_date or (datetime.now(UTC) if run.start_date else None)
+    return JobTimeline.model_validate(
+        {
+            "JobId": run.run_id,
+            "State": str(run.state) if run.state else None,
+            **timeline(statuses, run.start_date, end),
+        }
     )
 
 

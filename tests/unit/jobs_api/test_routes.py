@@ -232,7 +232,8 @@ def test_tasks_lists_the_planned_pages_with_their_states(jobs_api: JobsApi):
 
 
 @pytest.mark.parametrize(
-    ("method", "suffix"), [("GET", ""), ("GET", "/tasks"), ("POST", "/replay"), ("POST", "/redrive")]
+    ("method", "suffix"),
+    [("GET", ""), ("GET", "/tasks"), ("GET", "/timeline"), ("POST", "/replay"), ("POST", "/redrive")],
 )
 def test_an_unknown_job_is_404(jobs_api: JobsApi, method: str, suffix: str):
     answer = jobs_api.client.request(method, job_path("no-such-job", suffix))
@@ -244,7 +245,8 @@ def test_an_unknown_job_is_404(jobs_api: JobsApi, method: str, suffix: str):
 
 
 @pytest.mark.parametrize(
-    ("method", "suffix"), [("GET", ""), ("GET", "/tasks"), ("POST", "/replay"), ("POST", "/redrive")]
+    ("method", "suffix"),
+    [("GET", ""), ("GET", "/tasks"), ("GET", "/timeline"), ("POST", "/replay"), ("POST", "/redrive")],
 )
 @pytest.mark.parametrize(
     ("job_id", "message"),
@@ -267,6 +269,7 @@ def test_the_openapi_document_lists_the_routes(jobs_api: JobsApi):
         "/jobs",
         "/jobs/{job_id}",
         "/jobs/{job_id}/tasks",
+        "/jobs/{job_id}/timeline",
         "/jobs/{job_id}/replay",
         "/jobs/{job_id}/redrive",
     }
