@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import TaskGroup, dag, get_current_context, task
 
 from api_poller import names
-from api_poller.adapters.sensor import PageMessageSensor
+from api_poller.adapters.task_support import aws_clients, consume_page_messages, status_recorder
 from api_poller.core.job_request import dag_params
 from api_poller.settings import load_settings
 
 if TYPE_CHECKING:
-    from api_poller.aws.clients import S3Client, SqsClient
-    from api_poller.core.lifecycle import StatusRecorder
+    pass
 
 settings = load_settings()
 
@@ -32,22 +31,6 @@ processed into newline-delimited JSON under `s3://{settings.processed_bucket}/jo
 The job id is the DAG run id. Pages move Started -> PayloadSaved -> Enqueued ->
 SuccessfullyCompleted, or FailedToComplete (see the `page_status` XComs and the `report` task).
 """
-
-
-def _aws_clients() -> tuple[S3Client, SqsClient]:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
-
-    return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn(), SqsHook(aws_conn_id=settings.aws_conn_id).conn
-
-
-def _status_recorder() -> StatusRecorder:
-    from api_poller.core.lifecycle import StatusRecorder
-
-    ti = get_current_context()["ti"]
-    return StatusRecorder(
-        lambda value: ti.xcom_push(key=names.STATUS_KEY, value=value), settings.status_flush_seconds
-    )
 
 
 @dag(
@@ -67,7 +50,7 @@ def api_poller() -> None:
         """Make sure the buckets and queues exist (creating them when allowed) and find the queue URLs."""
         from api_poller.aws.resources import ensure_resources
 
-        s3, sqs = _aws_clients()
+        s3, sqs = aws_clients(settings)
         return ensure_resources(s3, sqs, settings, create=settings.create_resources)
 
     @task(task_id=names.PLAN_TASK)
@@ -109,10 +92,10 @@ def api_poller() -> None:
         # map_index_template renders from the context, extra keys included (Airflow's documented way
         # to name a mapped task); the Context TypedDict lists only Airflow's own keys.
         context["page_range"] = f"{pages[0].page_id} .. {pages[-1].page_id}"  # type: ignore[typeddict-unknown-key]
-        s3, sqs = _aws_clients()
+        s3, sqs = aws_clients(settings)
         return fetch_batch(
             settings, job_id=context["run_id"], url=url, pages=pages, concurrency=concurrency_per_task,
-            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=_status_recorder(),
+            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=status_recorder(settings),
         )  # fmt: skip
 
     @task(task_id=names.REPORT_TASK, trigger_rule="all_done")
@@ -123,7 +106,7 @@ def api_poller() -> None:
 
         from api_poller.pipeline.report import IncompleteJob, NothingToReport, report_job
 
-        s3, _ = _aws_clients()
+        s3, _ = aws_clients(settings)
         try:
             return report_job(settings, get_current_context()["ti"], s3)
         except (NothingToReport, IncompleteJob) as exc:
@@ -138,22 +121,7 @@ def api_poller() -> None:
     fetched = fetch_pages.partial(queue_url=queue_url).expand_kwargs(job)
 
     with TaskGroup(names.PROCESS_GROUP, tooltip="Consume the job's SQS messages and process each page"):
-        # Downstream of the fetch tasks (clearing one reruns it) but with trigger rule "always": it
-        # starts at once, waits for the plan and queue URLs, and processes pages as they are enqueued.
-        consumed = PageMessageSensor(
-            task_id=names.CONSUME_TASK,
-            aws_conn_id=settings.aws_conn_id,
-            job_id="{{ run_id }}",
-            processed_bucket=settings.processed_bucket,
-            raw_bucket=settings.raw_bucket,
-            max_receive_count=settings.max_receive_count,
-            retry_delay_seconds=settings.process_retry_delay_seconds,
-            poke_interval=settings.process_poke_seconds,
-            timeout=settings.process_timeout_seconds,
-            status_flush_seconds=settings.status_flush_seconds,
-            workers=settings.process_workers,
-            yield_when_idle_seconds=settings.process_yield_seconds or None,
-        )
+        consumed = consume_page_messages(settings)
 
     reported = report()
     [resources, job] >> consumed

@@ -29,16 +29,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, TaskGroup, get_current_context, task
 
 from api_poller import names
-from api_poller.adapters.sensor import PageMessageSensor
 from api_poller.adapters.source_params import source_params
+from api_poller.adapters.task_support import aws_clients, consume_page_messages, status_recorder
 from api_poller.core.errors import SourceError
 from api_poller.core.keys import s3_uri, watermark_key
 from api_poller.settings import PollerSettings
 from api_poller.sources.spec import SourceSpec
 
 if TYPE_CHECKING:
-    from api_poller.aws.clients import S3Client, SqsClient
-    from api_poller.core.lifecycle import StatusRecorder
     from api_poller.partner.auth import HttpConnection
 
 START_DATE = datetime(2026, 1, 1)
@@ -74,22 +72,6 @@ def describe_source(spec: SourceSpec, settings: PollerSettings) -> str:
         f"`s3://{settings.processed_bucket}/jobs/<job>/records/`. The job id is the DAG run id.",
     ]
     return "\n".join(lines)
-
-
-def _aws_clients(settings: PollerSettings) -> tuple[S3Client, SqsClient]:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
-
-    return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn(), SqsHook(aws_conn_id=settings.aws_conn_id).conn
-
-
-def _status_recorder(settings: PollerSettings) -> StatusRecorder:
-    from api_poller.core.lifecycle import StatusRecorder
-
-    ti = get_current_context()["ti"]
-    return StatusRecorder(
-        lambda value: ti.xcom_push(key=names.STATUS_KEY, value=value), settings.status_flush_seconds
-    )
 
 
 def task_connection(spec: SourceSpec) -> HttpConnection:
@@ -174,7 +156,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
         """Make sure the buckets and queues exist (creating them when allowed); the queue URLs."""
         from api_poller.aws.resources import ensure_resources
 
-        s3, sqs = _aws_clients(settings)
+        s3, sqs = aws_clients(settings)
         return ensure_resources(s3, sqs, settings, create=settings.create_resources)
 
     @task(task_id=names.PLAN_TASK)
@@ -193,7 +175,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
             connection = source_connection(spec)
             watermark = None
             if spec.incremental is not None:
-                s3, _ = _aws_clients(settings)
+                s3, _ = aws_clients(settings)
                 stored = read_watermark(s3, settings.processed_bucket, spec.name)
                 watermark = stored.value if stored is not None else None
             job = plan_source_job(
@@ -234,11 +216,11 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
         # map_index_template renders from the context (see dags/api_poller_dag.py).
         context["page_range"] = page_range(mode, batch)  # type: ignore[typeddict-unknown-key]
         connection = task_connection(spec)
-        s3, sqs = _aws_clients(settings)
+        s3, sqs = aws_clients(settings)
         return fetch_source_batch(
             settings, spec, job_id=context["run_id"], mode=mode, base_request=base_request, batch=batch,
             concurrency=concurrency, requests_per_second=requests_per_second, connection=connection,
-            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=_status_recorder(settings),
+            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=status_recorder(settings),
         )  # fmt: skip
 
     @task(task_id=names.REPORT_TASK, trigger_rule="all_done")
@@ -249,7 +231,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
 
         from api_poller.pipeline.report import IncompleteJob, NothingToReport, report_source_job
 
-        s3, _ = _aws_clients(settings)
+        s3, _ = aws_clients(settings)
         try:
             return report_source_job(settings, spec, get_current_context()["ti"], s3)
         except (NothingToReport, IncompleteJob) as exc:
@@ -264,20 +246,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
     fetched = fetch_pages.partial(queue_url=queue_url).expand_kwargs(job)
 
     with TaskGroup(names.PROCESS_GROUP, tooltip="Consume the job's SQS messages and process each page"):
-        consumed = PageMessageSensor(
-            task_id=names.CONSUME_TASK,
-            aws_conn_id=settings.aws_conn_id,
-            job_id="{{ run_id }}",
-            processed_bucket=settings.processed_bucket,
-            raw_bucket=settings.raw_bucket,
-            max_receive_count=settings.max_receive_count,
-            retry_delay_seconds=settings.process_retry_delay_seconds,
-            poke_interval=settings.process_poke_seconds,
-            timeout=settings.process_timeout_seconds,
-            status_flush_seconds=settings.status_flush_seconds,
-            workers=settings.process_workers,
-            yield_when_idle_seconds=settings.process_yield_seconds or None,
-        )
+        consumed = consume_page_messages(settings)
 
     reported = report()
     [resources, job] >> consumed
