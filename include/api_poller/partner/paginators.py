@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlencode, urljoin
 
 from api_poller.core.errors import CrossOriginRequest, FatalError, PaginationLoop, ResponseShapeError
@@ -317,17 +317,25 @@ def _scalar_cursor(value: Any, where: str) -> str:
     return str(value)
 
 
-class CursorPaginator(Paginator):
-    kind = "cursor"
+_WalkSpec = TypeVar("_WalkSpec", CursorPaginatorSpec, NextUrlPaginatorSpec)
 
-    def __init__(self, spec: CursorPaginatorSpec, base: PageRequest, *, origin: Origin, max_pages: int):
+
+class _WalkingPaginator(Paginator, Generic[_WalkSpec]):
+    """What the cursor and next-link paginators share: page 1 is the base request, with the page
+    size when the source sets one."""
+
+    def __init__(self, spec: _WalkSpec, base: PageRequest, *, origin: Origin, max_pages: int):
         super().__init__(base, origin=origin, max_pages=max_pages)
-        self.spec = spec
+        self.spec: _WalkSpec = spec
 
     def _first(self) -> PageRequest:
         if self.spec.page_size is None:
             return replace(self.base, page=1)
         return self.base.with_params(1, {self.spec.limit_param: str(self.spec.page_size)})
+
+
+class CursorPaginator(_WalkingPaginator[CursorPaginatorSpec]):
+    kind = "cursor"
 
     def _follow(self, response: PageResponse) -> PageRequest | Stop:
         page = response.request.page
@@ -390,17 +398,8 @@ def next_link_from_header(value: str | None) -> str | None:
     return None
 
 
-class NextUrlPaginator(Paginator):
+class NextUrlPaginator(_WalkingPaginator[NextUrlPaginatorSpec]):
     kind = "next_url"
-
-    def __init__(self, spec: NextUrlPaginatorSpec, base: PageRequest, *, origin: Origin, max_pages: int):
-        super().__init__(base, origin=origin, max_pages=max_pages)
-        self.spec = spec
-
-    def _first(self) -> PageRequest:
-        if self.spec.page_size is None:
-            return replace(self.base, page=1)
-        return self.base.with_params(1, {self.spec.limit_param: str(self.spec.page_size)})
 
     def _follow(self, response: PageResponse) -> PageRequest | Stop:
         page = response.request.page
