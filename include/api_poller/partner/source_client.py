@@ -40,10 +40,12 @@ from api_poller.core.errors import (
 )
 from api_poller.partner.auth import AuthParts, Credentials, Origin
 from api_poller.partner.client import ClientOptions, RetryCallback, RetryPolicy, read_limited, with_retries
+from api_poller.partner.connection import retry_policy
 from api_poller.partner.paginators import PageRequest, PageResponse
 from api_poller.partner.rate_limit import RateLimiter
 from api_poller.partner.records import RecordsPath
 from api_poller.settings import PollerSettings
+from api_poller.sources.spec import SourceSpec
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -110,6 +112,26 @@ class SourceClient:
         self.limiter = limiter or RateLimiter(None)
         # The source's fixed headers; the credentials' own are added per request (and win).
         self._headers = dict(headers or {})
+
+    @classmethod
+    def for_source(
+        cls,
+        session: aiohttp.ClientSession,
+        credentials: Credentials,
+        spec: SourceSpec,
+        settings: PollerSettings,
+        limiter: RateLimiter | None = None,
+    ) -> SourceClient:
+        """The client of ``spec``'s pages, with the deployment's retry policy and limits."""
+        return cls(
+            session,
+            credentials,
+            records=spec.records,
+            policy=retry_policy(settings),
+            options=source_client_options(settings),
+            limiter=limiter,
+            headers=spec.headers,
+        )
 
     async def fetch(self, request: PageRequest, on_retry: RetryCallback | None = None) -> SourcePage:
         """The page for ``request``, retried as the policy says; errors are PollerErrors."""

@@ -52,10 +52,9 @@ from api_poller.core.keys import processed_prefix, raw_payload_key, raw_prefix
 from api_poller.core.lifecycle import PageState, StatusRecorder
 from api_poller.core.planning import page_id
 from api_poller.partner.auth import HttpConnection, connection_origin, credentials_for
-from api_poller.partner.connection import retry_policy
 from api_poller.partner.paginators import PageRequest, Paginator, Stop, paginator_for
 from api_poller.partner.rate_limit import RateLimiter
-from api_poller.partner.source_client import SourceClient, SourcePage, source_client_options
+from api_poller.partner.source_client import SourceClient, SourcePage
 from api_poller.pipeline.progress_log import ProgressLog
 from api_poller.pipeline.source_plan import MODE_PLANNED, MODE_WALK
 from api_poller.settings import PollerSettings
@@ -412,15 +411,7 @@ async def fetch_source_pages(
     connector = aiohttp.TCPConnector(limit=concurrency)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            client = SourceClient(
-                session,
-                credentials,
-                records=spec.records,
-                policy=retry_policy(settings),
-                options=source_client_options(settings),
-                limiter=limiter,
-                headers=spec.headers,
-            )
+            client = SourceClient.for_source(session, credentials, spec, settings, limiter)
             if mode == MODE_PLANNED:
                 await fetch_planned_pages(
                     job_id=job_id,

@@ -31,9 +31,8 @@ from api_poller.core.incremental import CursorValue, minus_lookback
 from api_poller.core.job_request import MAX_CONCURRENCY
 from api_poller.core.planning import choose_fetch_tasks, share_concurrency, share_rate, split_evenly
 from api_poller.partner.auth import HttpConnection, connection_origin, credentials_for, source_url
-from api_poller.partner.connection import retry_policy
 from api_poller.partner.paginators import PageRequest, base_request, paginator_for
-from api_poller.partner.source_client import SourceClient, SourcePage, source_client_options
+from api_poller.partner.source_client import SourceClient, SourcePage
 from api_poller.settings import PollerSettings
 from api_poller.sources.spec import SourceSpec
 
@@ -162,15 +161,7 @@ async def _first_page(
 ) -> SourcePage:
     credentials = credentials_for(connection, spec.auth)
     async with aiohttp.ClientSession() as session:
-        client = SourceClient(
-            session,
-            credentials,
-            records=spec.records,
-            policy=retry_policy(settings),
-            options=source_client_options(settings),
-            headers=spec.headers,
-        )
-        return await client.fetch(first)
+        return await SourceClient.for_source(session, credentials, spec, settings).fetch(first)
 
 
 def plan_source_job(
