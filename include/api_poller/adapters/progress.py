@@ -64,20 +64,28 @@ def job_progress(
     return dict(summarize(statuses, int(planned_totals[0]) if planned_totals else 0))
 
 
-def load_job_progress(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, int | bool]:
-    """The progress document of one job (DAG run), see :func:`job_progress`."""
+def load_job_progress(
+    dag_id: str,
+    run_id: str,
+    session: Session | None = None,
+    statuses: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, int | bool]:
+    """The progress document of one job (DAG run), see :func:`job_progress`; pass the job's merged
+    ``statuses`` if the caller has them already (they are the bulk of what is read)."""
     if session is None:
         from airflow.utils.session import create_session
 
         with create_session() as own_session:
-            return load_job_progress(dag_id, run_id, own_session)
+            return load_job_progress(dag_id, run_id, own_session, statuses)
     totals = _xcom_values(dag_id, run_id, names.TOTAL_PAGES_KEY, session, task_id=names.PLAN_TASK)
     walk_ended = bool(
         totals
         and totals[0] is None
         and _xcom_values(dag_id, run_id, names.RETURN_VALUE_KEY, session, task_id=names.FETCH_TASK)
     )
-    return job_progress(totals, load_page_statuses(dag_id, run_id, session), walk_ended)
+    if statuses is None:
+        statuses = load_page_statuses(dag_id, run_id, session)
+    return job_progress(totals, statuses, walk_ended)
 
 
 def load_plan_error(dag_id: str, run_id: str, session: Session) -> str | None:

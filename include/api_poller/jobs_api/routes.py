@@ -104,8 +104,13 @@ def expired(run: DagRun, total_pages: int, session: Session, settings: PollerSet
     )
 
 
-def progress_of(run: DagRun, session: Session, settings: PollerSettings) -> JobProgress:
-    progress = load_job_progress(run.dag_id, run.run_id, session)
+def progress_of(
+    run: DagRun,
+    session: Session,
+    settings: PollerSettings,
+    statuses: Mapping[str, Mapping[str, Any]] | None = None,
+) -> JobProgress:
+    progress = load_job_progress(run.dag_id, run.run_id, session, statuses)
     return JobProgress.model_validate(
         {
             **progress,
@@ -141,10 +146,10 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, summary="A job's progress, and why it failed")
 def get_job(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobDetail:
-    progress = progress_of(run, session, settings)
+    statuses = load_page_statuses(run.dag_id, run.run_id, session)  # read once, for both parts
+    progress = progress_of(run, session, settings, statuses)
     if progress.Expired:
         raise HTTPException(status.HTTP_410_GONE, progress.Expired)
-    statuses = load_page_statuses(run.dag_id, run.run_id, session)
     return JobDetail.model_validate(
         {
             **progress.model_dump(),
