@@ -15,15 +15,47 @@ from api_poller.core.planning import PageTask
 SAMPLE = 20
 
 
-def _read_ids(s3_client: Any, bucket: str, key: str) -> list[Any]:
-    """The ids of one processed page, read line by line (never the whole object at once)."""
+def _read_keys(s3_client: Any, bucket: str, key: str, primary_key: str) -> list[Any]:
+    """The primary key values of one processed page, read line by line (never the whole object)."""
     body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
-    return [json.loads(line)["id"] for line in body.iter_lines() if line.strip()]
+    return [json.loads(line).get(primary_key) for line in body.iter_lines() if line.strip()]
 
 
 def _stored_count(s3_client: Any, bucket: str, key: str) -> int:
     """The record count the process step stored with a processed object."""
     return int(s3_client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("records", 0))
+
+
+def _count_output(
+    s3_client: Any,
+    bucket: str,
+    job_id: str,
+    present: list[str],
+    known: Mapping[str, int],
+    primary_key: str | None,
+    workers: int,
+) -> tuple[dict[str, int], Counter[Any]]:
+    """Records per landed page and, with a ``primary_key``, how often each key value occurs.
+
+    With a key every processed object of ``present`` is read back; without one the ``known``
+    counts (the consumer's records) are used and the others come from the objects' metadata.
+    """
+    per_page = {page: int(known[page]) for page in present if known.get(page) is not None}
+    id_counts: Counter[Any] = Counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        if primary_key is not None:
+            keys = [processed_key(job_id, page) for page in present]
+            read = pool.map(lambda k: _read_keys(s3_client, bucket, k, primary_key), keys)
+            for page, ids in zip(present, read, strict=True):
+                per_page[page] = len(ids)
+                id_counts.update(ids)
+        else:
+            # Pages another consumer (or an earlier try) processed: their count is on the object.
+            unknown = [page for page in present if page not in per_page]
+            keys = [processed_key(job_id, page) for page in unknown]
+            counts = pool.map(lambda k: _stored_count(s3_client, bucket, k), keys)
+            per_page.update(zip(unknown, counts, strict=True))
+    return per_page, id_counts
 
 
 def reconcile_output(
@@ -46,29 +78,11 @@ def reconcile_output(
     landed = stored_page_ids(s3_client, processed_bucket, processed_prefix(job_id))
     planned = {page.page_id: page for page in pages}
     pages_missing = sorted(set(planned) - landed)
-    per_page: dict[str, int] = {}
-    id_counts: Counter = Counter()
-    if read_output:
-        present = sorted(set(planned) & landed)
-        keys = [processed_key(job_id, page) for page in present]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for page, ids in zip(
-                present, pool.map(lambda k: _read_ids(s3_client, processed_bucket, k), keys), strict=True
-            ):
-                per_page[page] = len(ids)
-                id_counts.update(ids)
-    else:
-        per_page = {
-            page: int(record["records"])
-            for page, record in statuses.items()
-            if page in landed and record.get("records") is not None
-        }
-        # Pages another consumer (or an earlier try) processed: their count is on the object.
-        unknown = sorted((set(planned) & landed) - set(per_page))
-        keys = [processed_key(job_id, page) for page in unknown]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            counts = pool.map(lambda k: _stored_count(s3_client, processed_bucket, k), keys)
-            per_page.update(zip(unknown, counts, strict=True))
+    known = {page: record["records"] for page, record in statuses.items() if "records" in record}
+    per_page, id_counts = _count_output(
+        s3_client, processed_bucket, job_id, sorted(set(planned) & landed), known,
+        "id" if read_output else None, workers,
+    )  # fmt: skip
     duplicates = sorted((i for i, n in id_counts.items() if n > 1), key=str)
     wrong_counts = {
         page: {"planned": planned[page].count, "written": written}
@@ -116,12 +130,6 @@ def reconcile_job(
 # --- sources ----------------------------------------------------------------------------------
 
 
-def _read_keys(s3_client: Any, bucket: str, key: str, primary_key: str) -> list[Any]:
-    """The primary key values of one processed page, read line by line."""
-    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
-    return [json.loads(line).get(primary_key) for line in body.iter_lines() if line.strip()]
-
-
 def reconcile_source_output(
     *,
     s3_client: Any,
@@ -149,21 +157,10 @@ def reconcile_source_output(
     expected = set(pages)
     present = sorted(expected & landed)
     pages_missing = sorted(expected - landed)
-    per_page = {page: int(written[page]) for page in present if written.get(page) is not None}
-    id_counts: Counter = Counter()
     full = read_output and primary_key is not None
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        if full:
-            keys = [processed_key(job_id, page) for page in present]
-            read = pool.map(lambda k: _read_keys(s3_client, processed_bucket, k, str(primary_key)), keys)
-            for page, ids in zip(present, read, strict=True):
-                per_page[page] = len(ids)
-                id_counts.update(ids)
-        else:
-            unknown = [page for page in present if page not in per_page]
-            keys = [processed_key(job_id, page) for page in unknown]
-            counts = pool.map(lambda k: _stored_count(s3_client, processed_bucket, k), keys)
-            per_page.update(zip(unknown, counts, strict=True))
+    per_page, id_counts = _count_output(
+        s3_client, processed_bucket, job_id, present, written, primary_key if full else None, workers
+    )
     fetched = {
         **{page: per_page.get(page) for page in resumed if page in expected},
         **{page: count for page, count in fetched.items() if count is not None},
