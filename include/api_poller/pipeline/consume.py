@@ -40,7 +40,7 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -423,7 +423,7 @@ class PageConsumer:
             return "no error note was left by the consumers"
 
 
-def plan_page_ids(plan: list[dict[str, Any]]) -> tuple[list[str], bool]:
+def plan_page_ids(plan: Sequence[Mapping[str, Any]]) -> tuple[list[str], bool]:
     """The page ids a plan (the plan task's return value) announces, and whether the job's pages
     are discovered as it goes (a source walked page after page, whose total is unknown).
 

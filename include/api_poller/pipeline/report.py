@@ -77,6 +77,33 @@ def published_statuses(ti: RuntimeTaskInstanceProtocol) -> list[Mapping[str, Any
     return ti.xcom_pull(task_ids=list(names.STATUS_TASK_IDS), key=names.STATUS_KEY)
 
 
+def _plan_of(ti: RuntimeTaskInstanceProtocol) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+    """The plan step's job description and return value; NothingToReport if it failed."""
+    job = ti.xcom_pull(task_ids=names.PLAN_TASK, key=names.JOB_KEY)
+    plan = ti.xcom_pull(task_ids=names.PLAN_TASK)
+    if not job or not plan:
+        raise NothingToReport("the plan step failed (see its log), so nothing was fetched")
+    return job, plan
+
+
+def _publish(
+    settings: PollerSettings, ti: RuntimeTaskInstanceProtocol, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """Publish the summary (XCom ``summary``); raise IncompleteJob if the job is incomplete (or only
+    warn, with API_POLLER_ON_INCOMPLETE=warn)."""
+    ti.xcom_push(key=names.SUMMARY_KEY, value=summary)
+    log.info("job summary: %s", json.dumps(summary, default=str))
+    if not summary["complete"]:
+        message = f"job incomplete: {summary['progress']}; failed pages: {summary['failedPages']}"
+        reconciliation = summary.get("reconciliation")
+        if reconciliation and not reconciliation["complete"]:
+            message += f"; reconciliation: {reconciliation}"
+        if settings.on_incomplete == "fail":
+            raise IncompleteJob(message)
+        log.warning("%s (API_POLLER_ON_INCOMPLETE=warn)", message)
+    return summary
+
+
 def report_job(
     settings: PollerSettings, ti: RuntimeTaskInstanceProtocol, s3_client: S3Client
 ) -> dict[str, Any]:
@@ -84,10 +111,7 @@ def report_job(
     the reconciliation also as ``reconciliation``); raise if the job is incomplete."""
     from api_poller.pipeline.reconcile import reconcile_job
 
-    job = ti.xcom_pull(task_ids=names.PLAN_TASK, key=names.JOB_KEY)
-    plan = ti.xcom_pull(task_ids=names.PLAN_TASK)
-    if not job or not plan:
-        raise NothingToReport("the plan step failed (see its log), so nothing was fetched")
+    job, plan = _plan_of(ti)
     latest = merge_page_statuses(published_statuses(ti))  # merged once, for both uses
     reconciliation = reconcile_job(settings, job, plan, s3_client, latest)
     ti.xcom_push(key=names.RECONCILIATION_KEY, value=reconciliation)
@@ -99,16 +123,7 @@ def report_job(
         published_statuses=[latest],
         reconciliation=reconciliation,
     )
-    ti.xcom_push(key=names.SUMMARY_KEY, value=summary)
-    log.info("job summary: %s", json.dumps(summary))
-    if not summary["complete"]:
-        message = f"job incomplete: {summary['progress']}; failed pages: {summary['failedPages']}"
-        if summary["reconciliation"] and not summary["reconciliation"]["complete"]:
-            message += f"; reconciliation: {summary['reconciliation']}"
-        if settings.on_incomplete == "fail":
-            raise IncompleteJob(message)
-        log.warning("%s (API_POLLER_ON_INCOMPLETE=warn)", message)
-    return summary
+    return _publish(settings, ti, summary)
 
 
 # --- sources ----------------------------------------------------------------------------------
@@ -192,10 +207,7 @@ def report_source_job(
     from api_poller.pipeline.consume import plan_page_ids
     from api_poller.pipeline.reconcile import reconcile_source_output
 
-    job = ti.xcom_pull(task_ids=names.PLAN_TASK, key=names.JOB_KEY)
-    plan = ti.xcom_pull(task_ids=names.PLAN_TASK)
-    if not job or not plan:
-        raise NothingToReport("the plan step failed (see its log), so nothing was fetched")
+    job, plan = _plan_of(ti)
     fetch_statuses = _task_statuses(ti, names.FETCH_TASK)
     processed = {
         page: record
@@ -239,13 +251,4 @@ def report_source_job(
             processed=processed,
         )  # fmt: skip
         ti.xcom_push(key=names.WATERMARK_KEY, value=summary["watermark"])
-    ti.xcom_push(key=names.SUMMARY_KEY, value=summary)
-    log.info("job summary: %s", json.dumps(summary, default=str))
-    if not summary["complete"]:
-        message = f"job incomplete: {summary['progress']}; failed pages: {summary['failedPages']}"
-        if not reconciliation["complete"]:
-            message += f"; reconciliation: {reconciliation}"
-        if settings.on_incomplete == "fail":
-            raise IncompleteJob(message)
-        log.warning("%s (API_POLLER_ON_INCOMPLETE=warn)", message)
-    return summary
+    return _publish(settings, ti, summary)
