@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import TaskGroup, dag, get_current_context, task
 
 from api_poller import names
-from api_poller.adapters.task_support import aws_clients, consume_page_messages, status_recorder
+from api_poller.adapters.task_support import (
+    aws_clients,
+    consume_page_messages,
+    fail_plan,
+    failing_the_run_when_incomplete,
+    prepare_resources,
+    status_recorder,
+)
 from api_poller.core.job_request import dag_params
 from api_poller.settings import load_settings
 
@@ -45,19 +52,9 @@ SuccessfullyCompleted, or FailedToComplete (see the `page_status` XComs and the 
     params=dag_params(settings),
 )
 def api_poller() -> None:
-    @task(task_id=names.PREPARE_RESOURCES_TASK)
-    def prepare_resources() -> dict[str, str]:
-        """Make sure the buckets and queues exist (creating them when allowed) and find the queue URLs."""
-        from api_poller.aws.resources import ensure_resources
-
-        s3, sqs = aws_clients(settings)
-        return ensure_resources(s3, sqs, settings, create=settings.create_resources)
-
     @task(task_id=names.PLAN_TASK)
     def plan() -> list[dict[str, Any]]:
         """Read the API's metadata, validate it and plan the pages: one entry per fetch task."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from api_poller.core.errors import PollerError
         from api_poller.pipeline.plan import plan_job
 
@@ -65,11 +62,7 @@ def api_poller() -> None:
         try:
             job = plan_job(context["run_id"], context["params"], settings)
         except PollerError as exc:
-            # Bad input or an API that keeps failing: retrying the task would not help. The message
-            # (credential-free, as every PollerError's) is kept for the job API to show.
-            message = f"cannot plan the job: {exc}"
-            context["ti"].xcom_push(key=names.PLAN_ERROR_KEY, value=message)
-            raise AirflowFailException(message) from exc
+            fail_plan(f"cannot plan the job: {exc}")
         batches = job.pop("batches")
         shares = job.pop("concurrency_shares")
         context["ti"].xcom_push(key=names.JOB_KEY, value=job)
@@ -102,19 +95,14 @@ def api_poller() -> None:
     def report() -> dict[str, Any]:
         """Reconcile the output with the plan and summarize the job from every task's page
         statuses; fail the run if records are missing."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from api_poller.pipeline.report import IncompleteJob, NothingToReport, report_job
+        from api_poller.pipeline.report import report_job
 
         s3, _ = aws_clients(settings)
-        try:
+        with failing_the_run_when_incomplete():
             return report_job(settings, get_current_context()["ti"], s3)
-        except (NothingToReport, IncompleteJob) as exc:
-            # The run must not look successful: report is its last task.
-            raise AirflowFailException(str(exc)) from exc
 
     # Independent, so they run side by side.
-    resources = prepare_resources()
+    resources = prepare_resources(settings)
     job = plan()
     # A task call returns a PlainXComArg, which is indexable; the decorator is typed to return XComArg.
     queue_url = resources["queue_url"]  # type: ignore[index]

@@ -30,7 +30,14 @@ from airflow.sdk import DAG, TaskGroup, get_current_context, task
 
 from api_poller import names
 from api_poller.adapters.source_params import source_params
-from api_poller.adapters.task_support import aws_clients, consume_page_messages, status_recorder
+from api_poller.adapters.task_support import (
+    aws_clients,
+    consume_page_messages,
+    fail_plan,
+    failing_the_run_when_incomplete,
+    prepare_resources,
+    status_recorder,
+)
 from api_poller.core.errors import SourceError
 from api_poller.core.keys import s3_uri, watermark_key
 from api_poller.settings import PollerSettings
@@ -151,19 +158,9 @@ def build_source_dag(spec: SourceSpec, settings: PollerSettings) -> DAG:
 
 
 def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
-    @task(task_id=names.PREPARE_RESOURCES_TASK)
-    def prepare_resources() -> dict[str, str]:
-        """Make sure the buckets and queues exist (creating them when allowed); the queue URLs."""
-        from api_poller.aws.resources import ensure_resources
-
-        s3, sqs = aws_clients(settings)
-        return ensure_resources(s3, sqs, settings, create=settings.create_resources)
-
     @task(task_id=names.PLAN_TASK)
     def plan() -> list[dict[str, Any]]:
         """Check the run's conf, read the first page and plan the pages: one entry per fetch task."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from api_poller.adapters.source_params import source_conf
         from api_poller.aws.watermark import read_watermark
         from api_poller.core.errors import PollerError
@@ -187,11 +184,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
                 watermark,
             )
         except PollerError as exc:
-            # Bad input, a bad Connection or an API that keeps failing: retrying would not help. The
-            # message (credential-free, as every PollerError's) is kept for the job API to show.
-            message = f"source {spec.name!r}: cannot plan the job: {exc}"
-            context["ti"].xcom_push(key=names.PLAN_ERROR_KEY, value=message)
-            raise AirflowFailException(message) from exc
+            fail_plan(f"source {spec.name!r}: cannot plan the job: {exc}")
         arguments = fetch_task_arguments(job)
         summary = {key: value for key, value in job.items() if key != "batches"}
         summary["fetch_tasks"] = len(arguments)
@@ -227,17 +220,13 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
     def report() -> dict[str, Any]:
         """Reconcile the output with what was fetched, summarize the job, advance the watermark
         of an incremental source if the job is complete; fail the run if it is not."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from api_poller.pipeline.report import IncompleteJob, NothingToReport, report_source_job
+        from api_poller.pipeline.report import report_source_job
 
         s3, _ = aws_clients(settings)
-        try:
+        with failing_the_run_when_incomplete():
             return report_source_job(settings, spec, get_current_context()["ti"], s3)
-        except (NothingToReport, IncompleteJob) as exc:
-            raise AirflowFailException(str(exc)) from exc
 
-    resources = prepare_resources()
+    resources = prepare_resources(settings)
     job = plan()
     if spec.incremental is not None:
         # The plan reads the watermark from the processed bucket, which this step may create.

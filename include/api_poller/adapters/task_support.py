@@ -6,15 +6,19 @@ their tasks from these, so the two shapes cannot drift apart.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
 
-from airflow.sdk import get_current_context
+from airflow.sdk import get_current_context, task
 
 from api_poller import names
 from api_poller.adapters.sensor import PageMessageSensor
 from api_poller.settings import PollerSettings
 
 if TYPE_CHECKING:
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
     from api_poller.aws.clients import S3Client, SqsClient
     from api_poller.core.lifecycle import StatusRecorder
 
@@ -57,3 +61,42 @@ def consume_page_messages(settings: PollerSettings) -> PageMessageSensor:
         workers=settings.process_workers,
         yield_when_idle_seconds=settings.process_yield_seconds or None,
     )
+
+
+def prepare_resources(settings: PollerSettings) -> XComArg:
+    """The resources step: make sure the buckets and queues exist (creating them when allowed);
+    its value is the queue URLs."""
+
+    @task(task_id=names.PREPARE_RESOURCES_TASK)
+    def prepare_resources() -> dict[str, str]:
+        """Make sure the buckets and queues exist (creating them when allowed); the queue URLs."""
+        from api_poller.aws.resources import ensure_resources
+
+        s3, sqs = aws_clients(settings)
+        return ensure_resources(s3, sqs, settings, create=settings.create_resources)
+
+    return prepare_resources()
+
+
+def fail_plan(message: str) -> NoReturn:
+    """End the plan step for good (bad input, a bad Connection or an API that keeps failing:
+    retrying would not help), keeping the message, credential-free as every PollerError's, for
+    the job API to show."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    get_current_context()["ti"].xcom_push(key=names.PLAN_ERROR_KEY, value=message)
+    raise AirflowFailException(message)
+
+
+@contextmanager
+def failing_the_run_when_incomplete() -> Iterator[None]:
+    """For the report step, the run's last task: a job with nothing to report or incomplete fails
+    the task, so the run never looks successful."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from api_poller.pipeline.report import IncompleteJob, NothingToReport
+
+    try:
+        yield
+    except (NothingToReport, IncompleteJob) as exc:
+        raise AirflowFailException(str(exc)) from exc
