@@ -35,8 +35,9 @@ BUDGETS = {
     "s3.PutObject": Budget(per_page=2, per_job=0),
     # Per page: the process step reads the raw page back.
     "s3.GetObject": Budget(per_page=1, per_job=0),
-    # Raw pages are deleted in batches once processed (one per received batch of up to 10).
-    "s3.DeleteObjects": Budget(per_page=0.1, per_job=2),
+    # Raw pages are deleted in batches once processed: one per received batch of up to 10 (a
+    # quarter of a call per page leaves room for part-filled batches on a loaded machine).
+    "s3.DeleteObjects": Budget(per_page=0.25, per_job=2),
     # No per-page listing: the fetch's check for pages already saved, the consumer's look for
     # pages processed elsewhere (every couple of idle seconds) and the report's reconciliation
     # (1 per 1,000 keys).
@@ -49,12 +50,12 @@ BUDGETS = {
     "sqs.CreateQueue": Budget(per_page=0, per_job=2),
     "sqs.GetQueueAttributes": Budget(per_page=0, per_job=4),
     "sqs.SetQueueAttributes": Budget(per_page=0, per_job=1),
-    # Page pointers are announced 10 to a call; each fetch task ends with one partial batch.
-    "sqs.SendMessageBatch": Budget(per_page=0.1, per_job=1),
+    # Page pointers are announced 10 to a call, or fewer when no other page comes within 0.2 s.
+    "sqs.SendMessageBatch": Budget(per_page=0.25, per_job=1),
     # Up to 10 messages a receive, plus 1 s long polls while the consumer waits (timing-dependent).
-    "sqs.ReceiveMessage": Budget(per_page=0.1, per_job=12),
-    # Processed messages are deleted 10 to a call.
-    "sqs.DeleteMessageBatch": Budget(per_page=0.1, per_job=1),
+    "sqs.ReceiveMessage": Budget(per_page=0.25, per_job=12),
+    # Processed messages are deleted 10 to a call (one call per received batch).
+    "sqs.DeleteMessageBatch": Budget(per_page=0.25, per_job=2),
 }
 
 
