@@ -207,13 +207,18 @@ def fmt_usd(value: float) -> str:
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
+def fmt_price(key: str | None) -> str:
+    return "free" if key is None else f"{PRICES[key]:.10f}".rstrip("0").rstrip(".")
+
+
 def fmt_quantity(value: float) -> str:
-    return f"{value:,.0f}" if value >= 10 else f"{value:,.2f}"
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:,.2f}"
 
 
 def line_rows(lines: list[Line]) -> list[str]:
     return [
-        f"| {line.service} | {line.item} | {fmt_quantity(line.quantity)} {line.unit}s | {fmt_usd(line.usd)} |"
+        f"| {line.service} | {line.item} | {fmt_quantity(line.quantity)} "
+        f"{line.unit if line.unit == 'GB-s' else line.unit + 's'} | {fmt_usd(line.usd)} |"
         for line in lines
     ]
 
@@ -301,7 +306,7 @@ def markdown(runs: dict[str, dict[str, Any]], taken_at: str) -> str:
         "",
         "| price | unit | USD |",
         "| --- | --- | ---: |",
-        *[f"| {label} | {unit} | {PRICES[key] if key else 'free'} |" for label, unit, key in PRICE_TABLE],
+        *[f"| {label} | {unit} | {fmt_price(key)} |" for label, unit, key in PRICE_TABLE],
         "",
     ]
     return "\n".join(out)
