@@ -99,6 +99,8 @@ auth: {type: basic}
 """
 RUNS = {"seed": "the seed DAG (api_poller)", "source": "a source DAG (offset paginator, basic auth)"}
 WORK = RESULTS / "work" / "cost"
+DOC = ROOT / "docs" / "cost.md"
+DOC_START, DOC_END = "<!-- cost:start -->", "<!-- cost:end -->"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -223,6 +225,32 @@ def line_rows(lines: list[Line]) -> list[str]:
     ]
 
 
+def totals_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Requests and USD per million records: each counted DAG, then the serverless sample."""
+    pages = pages_per_million(PAGE_SIZE)
+    rows = [
+        "| design | billed requests per 1M records | USD per 1M records | USD, one page a batch |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, run in runs.items():
+        lines, worst = poller_cost(run, pages), worst_batching_cost(run, pages)
+        requests, usd, worst_usd = total_requests(lines), fmt_usd(total_usd(lines)), fmt_usd(total_usd(worst))
+        rows.append(f"| airflow-api-poller, {RUNS[name]} | {requests:,.0f} | {usd} | {worst_usd} |")
+    serverless = serverless_lines(pages, PRICES, ServerlessAssumptions())
+    rows.append(
+        f"| serverless sample (Step Functions, Lambda, DynamoDB, ...) | {total_requests(serverless):,.0f} | "
+        f"{fmt_usd(total_usd(serverless))} | - |"
+    )
+    return rows
+
+
+def update_doc(rows: list[str]) -> None:
+    """The totals in docs/cost.md, between its markers."""
+    text = DOC.read_text()
+    start, end = text.index(DOC_START) + len(DOC_START), text.index(DOC_END)
+    DOC.write_text(text[:start] + "\n" + "\n".join(rows) + "\n" + text[end:])
+
+
 def markdown(runs: dict[str, dict[str, Any]], taken_at: str) -> str:
     pages = pages_per_million(PAGE_SIZE)
     assume = ServerlessAssumptions()
@@ -235,19 +263,12 @@ def markdown(runs: dict[str, dict[str, Any]], taken_at: str) -> str:
         "",
         "## Totals",
         "",
-        "| design | billed requests per 1M records | USD per 1M records | USD, one page a batch |",
-        "| --- | ---: | ---: | ---: |",
+        *totals_table(runs),
     ]
-    for name, run in runs.items():
-        lines, worst = poller_cost(run, pages), worst_batching_cost(run, pages)
-        requests, usd, worst_usd = total_requests(lines), fmt_usd(total_usd(lines)), fmt_usd(total_usd(worst))
-        out.append(f"| airflow-api-poller, {RUNS[name]} | {requests:,.0f} | {usd} | {worst_usd} |")
     serverless_usd = total_usd(serverless)
     poller_usd = max(total_usd(worst_batching_cost(run, pages)) for run in runs.values())
     monthly = PRICES["mwaa_small_per_hour"] * HOURS_PER_MONTH
     out += [
-        f"| serverless sample (Step Functions, Lambda, DynamoDB, ...) | {total_requests(serverless):,.0f} | "
-        f"{fmt_usd(serverless_usd)} | - |",
         "",
         "Requests: every billed unit that is a request (S3, SQS, Lambda, API Gateway), a state",
         "transition, an event or a DynamoDB write; Lambda GB-seconds are priced but not counted.",
@@ -328,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         results_json.write_text(json.dumps(report, indent=1) + "\n")
     table = markdown(report["runs"], report["taken_at"])
     (args.out / "cost.md").write_text(table)
+    if args.out == RESULTS and set(report["runs"]) == set(RUNS):
+        update_doc(totals_table(report["runs"]))  # the doc shows the default run's totals
     print(table)
     return 0
 
