@@ -347,6 +347,10 @@ def markdown(report: dict[str, Any]) -> str:
     out = [
         f"# Status at {report['pages']:,} pages: {report['label']} ({report['taken_at']})",
         "",
+        f"On {report['cores']} cores, load average {report['load_average']['start']} "
+        f"at the start, {report['load_average']['end']} at the end (1, 5, 15 min: the "
+        "machine is shared, and latencies grow with its load).",
+        "",
         f"Scratch PostgreSQL, Airflow {report['airflow']}; one running `api_poller` run planned for "
         f"{report['pages']:,} pages in {report['fetch_tasks']} fetch tasks; page statuses written as real "
         "`page_status` XCom rows by the tasks' `StatusRecorder` (`XComModel.set` of each task's whole "
@@ -395,6 +399,7 @@ def markdown(report: dict[str, Any]) -> str:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import airflow
 
+    load_at_start = [round(value, 2) for value in os.getloadavg()]
     log("serializing the DAGs")
     serialize_dags()
     batches = planned_batches(args.pages)
@@ -412,6 +417,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "reads": args.reads,
         "checkpoints": checkpoints,
         "whole_run": whole_run_flushes(batches, RUN_PACE_PAGES_PER_S),
+        "cores": os.cpu_count(),
+        "load_average": {"start": load_at_start, "end": [round(value, 2) for value in os.getloadavg()]},
     }
 
 
