@@ -107,7 +107,7 @@ def serialize_dags() -> None:
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
 
-    manager = DagBundlesManager()
+    manager = DagBundlesManager()  # type: ignore[no-untyped-call]  # Airflow leaves it unannotated
     manager.sync_bundles_to_db()
     bundle = manager.get_bundle("dags-folder")
     bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
@@ -141,6 +141,8 @@ def create_planned_run(run_id: str, batches: list[list[PageTask]]) -> None:
     ]
     with create_session() as session:
         dag = SerializedDagModel.get_dag(dag_id, session=session)
+        if dag is None:
+            raise SystemExit(f"status_read: the {dag_id} DAG did not serialize (an import error in dags/?)")
         dag.create_dagrun(
             run_id=run_id,
             run_after=datetime.now(UTC),
@@ -265,16 +267,17 @@ def fill_and_measure(run_id: str, batches: list[list[PageTask]], reads: int) -> 
     ]
     consumer = StatusRecorder(xcom_writer(run_id, names.CONSUME_TASK_ID, -1, flushes), FLUSH_SECONDS, clock)
     every_page = [page for batch in batches for page in batch]
-    done = {"fetch": [0] * len(batches), "consumer": 0}
+    fetched = [0] * len(batches)  # pages marked so far, per fetch task
+    consumed = 0
     checkpoints = []
     for fraction in CHECKPOINTS:
         for index, (recorder, batch) in enumerate(zip(fetchers, batches, strict=True)):
             upto = round(len(batch) * fraction)
-            fetch_marks(recorder, run_id, batch[done["fetch"][index] : upto])
-            done["fetch"][index] = upto
+            fetch_marks(recorder, run_id, batch[fetched[index] : upto])
+            fetched[index] = upto
         upto = round(len(every_page) * fraction)
-        consumer_marks(consumer, run_id, every_page[done["consumer"] : upto])
-        done["consumer"] = upto
+        consumer_marks(consumer, run_id, every_page[consumed:upto])
+        consumed = upto
         first = len(flushes)
         for recorder in [*fetchers, consumer]:
             recorder.flush()
@@ -330,7 +333,7 @@ def whole_run_flushes(batches: list[list[PageTask]], pace: float) -> dict[str, A
 
 def bytes_per_record(flushes: list[dict[str, Any]], consumer: bool) -> float:
     chosen = [f for f in flushes if (f["task"] == names.CONSUME_TASK_ID) == consumer and f["records"]]
-    return sum(f["json_bytes"] for f in chosen) / sum(f["records"] for f in chosen)
+    return float(sum(f["json_bytes"] for f in chosen) / sum(f["records"] for f in chosen))
 
 
 def markdown(report: dict[str, Any]) -> str:
