@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT / "devtools")]
 from api_poller_dev.local_airflow import postgres_reachable, scratch_postgres_database  # noqa: E402
 from api_poller_dev.local_stack import airflow_environment  # noqa: E402
 from harness.console import log  # noqa: E402
+from harness.status_schedule import FakeClock, latency_summary, p95_index, whole_run_flushes  # noqa: E402
 
 from api_poller import names  # noqa: E402 - include/ is on the path now
 from api_poller.core.keys import processed_key, raw_payload_key  # noqa: E402
@@ -87,16 +87,6 @@ class Flush:
     records: int
     json_bytes: int
     seconds: float
-
-
-class FakeClock:
-    """The recorders' clock: it moves only when told, so flushes happen where the fill says."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- the run in the database ------------------------------------------------------------------
@@ -218,22 +208,13 @@ def consumer_marks(recorder: StatusRecorder, run_id: str, pages: list[PageTask])
         )  # fmt: skip
 
 
-def p95_index(count: int) -> int:
-    return min(count - 1, round(0.95 * (count - 1)))
-
-
 def timed(call: Callable[[], Any], reads: int) -> dict[str, float]:
     seconds = []
     for _ in range(reads):
         started = time.perf_counter()
         call()
         seconds.append(time.perf_counter() - started)
-    seconds.sort()
-    return {
-        "p50_s": round(statistics.median(seconds), 4),
-        "p95_s": round(seconds[p95_index(len(seconds))], 4),
-        "max_s": round(seconds[-1], 4),
-    }
+    return latency_summary(seconds)
 
 
 def read_paths(run_id: str, reads: int) -> dict[str, dict[str, float]]:
@@ -294,38 +275,6 @@ def fill_and_measure(run_id: str, batches: list[list[PageTask]], reads: int) -> 
         )
         clock.now += 3600  # the next checkpoint's first mark may flush, as a task's would
     return checkpoints
-
-
-def whole_run_flushes(batches: list[list[PageTask]], pace: float) -> dict[str, Any]:
-    """The flushes of a whole run by the recorders' own rule (``interval`` grows with the records
-    held), with pages done at ``pace`` a second spread over the fetch tasks and the consumer a
-    page behind: how many documents each task writes and how many records they hold in total."""
-    clock = FakeClock()
-    sizes: dict[str, list[int]] = {}
-
-    def counting(task: str) -> Callable[[Any], None]:
-        return lambda value: sizes.setdefault(task, []).append(len(value))
-
-    fetchers = [StatusRecorder(counting(f"fetch[{i}]"), FLUSH_SECONDS, clock) for i in range(len(batches))]
-    consumer = StatusRecorder(counting("consumer"), FLUSH_SECONDS, clock)
-    longest = max(len(batch) for batch in batches)
-    step = len(batches) / pace  # one page of each fetch task per step
-    for position in range(longest):
-        clock.now += step
-        for recorder, batch in zip(fetchers, batches, strict=True):
-            if position < len(batch):
-                page = batch[position].page_id
-                recorder.mark(page, PageState.ENQUEUED)
-                consumer.mark(page, PageState.SUCCESSFULLY_COMPLETED)
-    for recorder in [*fetchers, consumer]:
-        recorder.flush()
-    return {
-        "seconds": round(longest * step),
-        "fetch_flushes_per_task": round(statistics.mean(len(v) for k, v in sizes.items() if k != "consumer")),
-        "fetch_records_written": sum(sum(v) for k, v in sizes.items() if k != "consumer"),
-        "consumer_flushes": len(sizes["consumer"]),
-        "consumer_records_written": sum(sizes["consumer"]),
-    }
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -419,7 +368,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "fetch_tasks": len(batches),
         "reads": args.reads,
         "checkpoints": checkpoints,
-        "whole_run": whole_run_flushes(batches, RUN_PACE_PAGES_PER_S),
+        "whole_run": whole_run_flushes(batches, RUN_PACE_PAGES_PER_S, FLUSH_SECONDS),
         "cores": os.cpu_count(),
         "load_average": {"start": load_at_start, "end": [round(value, 2) for value in os.getloadavg()]},
     }
