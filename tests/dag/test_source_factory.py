@@ -93,6 +93,13 @@ def test_a_source_dag_reads_like_the_seed_dag(bag: Any) -> None:
     assert downstream["process.consume_page_messages"] == ["report"]
     assert dag.task_dict["process.consume_page_messages"].trigger_rule == "always"
     assert dag.task_dict["report"].trigger_rule == "all_done"
+    # A complete job's snapshot is published after a successful report, as the source's Asset.
+    assert downstream["report"] == ["publish"]
+    publish = dag.task_dict["publish"]
+    assert publish.trigger_rule == "all_success"
+    assert [(asset.name, asset.uri) for asset in publish.outlets] == [
+        ("api_poller__acme_orders", "s3://api-poller-processed/snapshots/acme_orders")
+    ]
     walked = bag.dags["api_poller__acme_events"]
     assert sorted(walked.task_dict["prepare_resources"].downstream_task_ids) == [
         "fetch_pages",
