@@ -103,3 +103,27 @@ def update_latest_pointer(
     document = pointer_document(manifest, manifest_key, bucket)
     write_json_object(s3_client, bucket, latest_snapshot_key(manifest["source"]), document)
     return document
+
+
+def read_manifest_at(s3_client: S3Client, uri: str) -> dict[str, Any]:
+    """The manifest at an ``s3://`` URI (an Asset event's ``manifest``); FileNotFoundError if gone
+    (expired by the retention)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    manifest = read_json_object(s3_client, bucket, key)
+    if manifest is None:
+        raise FileNotFoundError(f"no manifest at {uri} (expired by the retention?)")
+    return manifest
+
+
+def describe_snapshot(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What a consumer learns from a manifest, in a few fields (for a log line or an XCom)."""
+    return {
+        "source": manifest["source"],
+        "jobId": manifest["jobId"],
+        "dt": manifest["dt"],
+        "format": manifest["format"],
+        "records": manifest["records"],
+        "files": len(manifest["files"]),
+        "bytes": manifest["bytes"],
+        "fields": sorted(manifest["schema"]["fields"]),
+    }
