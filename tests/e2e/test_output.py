@@ -110,9 +110,27 @@ def snapshot_records(aws: Any, manifest: dict[str, Any]) -> list[dict[str, Any]]
     return records
 
 
+def assert_readable_as_one_hive_table(aws: Any, source: str, manifest: dict[str, Any], copy: Path) -> None:
+    """The source's folder, copied as is, is one table to a Hive-partitioned reader (pyarrow's
+    dataset, as DuckDB, Athena and Spark read it): the data files only, ``dt`` and ``job`` as
+    columns; the manifest and pointer (``_`` names) are left out."""
+    import pyarrow.dataset as ds
+
+    root = f"snapshots/{source}/"
+    for key in aws.keys(PROCESSED_BUCKET, root):
+        target = copy / key[len(root) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(read_object(aws, key))
+    table = ds.dataset(copy, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == manifest["records"]
+    assert set(table.column("dt").to_pylist()) == {manifest["dt"]}
+    assert set(table.column("job").to_pylist()) == {manifest["job"]}
+    assert table.column("id").to_pylist() == [record["id"] for record in served_records()]
+
+
 @pytest.mark.parametrize("name", ["parquet_orders", "gz_events"])
 def test_a_complete_job_publishes_a_snapshot_that_reads_back_to_the_served_records(
-    stack: Stack, aws: Any, name: str
+    stack: Stack, aws: Any, name: str, tmp_path: Path
 ) -> None:
     dag_run = stack.bag.dags[names.source_dag_id(name)].test()
 
@@ -135,6 +153,7 @@ def test_a_complete_job_publishes_a_snapshot_that_reads_back_to_the_served_recor
         "format": manifest["format"], "dt": manifest["dt"],
     }  # fmt: skip
     if name == "parquet_orders":
+        assert_readable_as_one_hive_table(aws, name, manifest, tmp_path)
         watermark = read_watermark(aws.s3, PROCESSED_BUCKET, name)
         assert watermark is not None and watermark.value == served_records()[-1]["updated_at"]
         assert manifest["watermark"] == {"field": "updated_at", "before": None, "jobMax": watermark.value}

@@ -93,12 +93,17 @@ class ParquetPartWriter:
         self._schema = plan.arrow_schema()
         self._file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (finish() hands it over)
         self._writer = pq.ParquetWriter(self._file, self._schema, compression=PARQUET_COMPRESSION)
-        self._rows: list[dict[str, Any]] = []
+        self._pages: list[Any] = []  # pyarrow Tables, one per page, until the row group is full
         self._buffered_bytes = 0
         self._row_group_bytes = row_group_bytes
 
     def write_page(self, lines: Sequence[bytes], records: Sequence[Mapping[str, Any]]) -> None:
-        self._rows.extend(self._plan.encode_row(record) for record in records)
+        import pyarrow as pa
+
+        # Each page becomes Arrow columns at once: compact (about its JSON size), where the
+        # buffered rows as Python objects would take several times that.
+        rows = [self._plan.encode_row(record) for record in records]
+        self._pages.append(pa.Table.from_pylist(rows, schema=self._schema))
         self._buffered_bytes += sum(len(line) for line in lines)
         self.records += len(records)
         if self._buffered_bytes >= self._row_group_bytes:
@@ -107,9 +112,9 @@ class ParquetPartWriter:
     def _flush(self) -> None:
         import pyarrow as pa
 
-        if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
-        self._rows, self._buffered_bytes = [], 0
+        if self._pages:
+            self._writer.write_table(pa.concat_tables(self._pages))
+        self._pages, self._buffered_bytes = [], 0
 
     def bytes_written(self) -> int:
         return self._file.tell()

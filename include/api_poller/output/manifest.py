@@ -92,7 +92,7 @@ def write_json_object(s3_client: S3Client, bucket: str, key: str, document: Mapp
 
 def pointer_document(manifest: Mapping[str, Any], manifest_key: str, bucket: str) -> dict[str, Any]:
     """The latest-snapshot pointer naming a manifest (enough to find and judge the snapshot)."""
-    keys = ("source", "jobId", "dt", "format", "location", "records", "pages", "publishedAt")
+    keys = ("source", "jobId", "job", "dt", "format", "location", "records", "pages", "publishedAt")
     return {**{key: manifest[key] for key in keys}, "manifest": s3_uri(bucket, manifest_key)}
 
 

@@ -2,7 +2,8 @@
 
 Pages are read one at a time, in page order, from ``jobs/<job>/records/`` (processed bucket) and
 appended to the current part; once a part holds the target size, the next page starts a new one.
-Memory holds one page (and, for Parquet, one row group); parts are built in temporary files.
+Memory holds the pages read ahead (16) and, for Parquet, one row group; parts are built in
+temporary files.
 Parquet needs the columns before its first row: it reads the pages twice, once to observe the
 schema and once to write. Part names are numbered in page order, so a rerun over the same pages
 writes the same keys with the same bytes, and parts an earlier attempt left beyond the new last
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from api_poller.sources.spec import OutputFormat
 
 log = logging.getLogger(__name__)
+# Pages read ahead of the one being written: memory holds at most this many pages.
+READ_AHEAD_PAGES = 16
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,16 @@ def read_page(s3_client: S3Client, bucket: str, key: str) -> tuple[list[bytes], 
 def _pages(
     s3_client: S3Client, bucket: str, keys: list[str]
 ) -> Iterator[tuple[list[bytes], list[dict[str, Any]]]]:
-    for key in keys:
-        yield read_page(s3_client, bucket, key)
+    """The pages in order, read ahead ``READ_AHEAD_PAGES`` at a time: one GET after another would
+    cost a round trip per page (tens of ms on S3), the job's whole length over."""
+    with ThreadPoolExecutor(max_workers=READ_AHEAD_PAGES, thread_name_prefix="rollup-read") as pool:
+        pending: deque[Future[tuple[list[bytes], list[dict[str, Any]]]]] = deque()
+        for key in keys:
+            pending.append(pool.submit(read_page, s3_client, bucket, key))
+            if len(pending) >= READ_AHEAD_PAGES:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def observe_schema(s3_client: S3Client, bucket: str, keys: list[str]) -> SchemaObserver:
