@@ -117,7 +117,8 @@ def _consumer_runs_by_job(airflow) -> dict[str, list[str]]:
 
 def test_the_snapshot_consumer_runs_once_per_complete_job_and_never_after_a_failed_one(stack):
     """On a real scheduler: each complete job's publish emits the source's Asset event, which
-    starts the example consumer DAG once (it reads the manifest); a failed job starts nothing."""
+    starts the example consumer DAG once (it reads the manifest); publishing a job again emits
+    nothing; a failed job starts nothing."""
     import urllib.error
     from urllib.parse import urlsplit
 
@@ -141,6 +142,20 @@ def test_the_snapshot_consumer_runs_once_per_complete_job_and_never_after_a_fail
 
     first = airflow.trigger(dag_id, {})
     assert airflow.wait_for_run(dag_id, first, timeout=300) == "success"
+    # Publishing the same job again (its publish step cleared) changes nothing and sends no event.
+    airflow.request(
+        "POST",
+        f"/api/v2/dags/{dag_id}/clearTaskInstances",
+        {"dry_run": False, "dag_run_id": first, "task_ids": ["publish"], "only_failed": False},
+    )
+
+    def republished() -> str | None:
+        states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(dag_id, first)}
+        return states["publish"] if states["publish"] in ("skipped", "success", "failed") else None
+
+    outcome = wait_until(republished, timeout=120, message="the cleared publish step ran", interval=1)
+    assert outcome == "skipped"
+    assert airflow.wait_for_run(dag_id, first, timeout=60) == "success"
     failed = airflow.trigger(dag_id, {"url": "http://elsewhere.example/items"})  # refused by the plan
     assert airflow.wait_for_run(dag_id, failed, timeout=120) == "failed"
     second = airflow.trigger(dag_id, {})
