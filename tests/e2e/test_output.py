@@ -167,3 +167,21 @@ def test_a_failed_job_publishes_nothing_no_pointer_no_event(stack: Stack, aws: A
     assert states["report"] == "failed" and states["publish"] == "upstream_failed"
     assert aws.keys(PROCESSED_BUCKET, "snapshots/") == []
     assert asset_events("poisoned") == []
+
+
+def test_with_on_incomplete_warn_an_incomplete_job_skips_publish(
+    stack: Stack, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run ends well (only a warning), but nothing is published and no event is sent."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("API_POLLER_ON_INCOMPLETE", "warn")
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "api_poller_sources.py"))
+
+    dag_run = bag.dags[names.source_dag_id("poisoned")].test()
+
+    states = task_states(dag_run)
+    assert states["report"] == "success" and states["publish"] == "skipped", states
+    assert aws.keys(PROCESSED_BUCKET, "snapshots/") == []
+    assert published_marker_key(dag_run.run_id) not in aws.keys(PROCESSED_BUCKET, "jobs/")
+    assert asset_events("poisoned") == []
