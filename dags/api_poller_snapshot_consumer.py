@@ -3,8 +3,8 @@
 It runs whenever a source publishes a complete snapshot (the Asset ``api_poller__<source>`` of
 every source in the sources folder: any one of them triggers it), reads the snapshot's manifest
 from the event's extra and logs what it found. Copy it as the start of your own consumer:
-schedule on the one source you need (``source_asset("<name>", settings)``). Paused when created.
-See docs/output.md.
+schedule on the one source you need (``api_poller.adapters.snapshot_asset.source_asset``).
+Paused when created. See docs/output.md.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ from typing import Any
 from airflow.sdk import AssetAny, dag, get_current_context, task
 
 from api_poller import names
-from api_poller.adapters.snapshot_asset import source_asset
+from api_poller.adapters.snapshot_asset import source_assets
 from api_poller.settings import load_settings
-from api_poller.sources.folder import sources_folder
-from api_poller.sources.spec import load_sources
 
 settings = load_settings()
-# Broken source files are reported by api_poller_source_errors.py; the valid ones count here.
-_sources, _ = load_sources(sources_folder(settings, Path(__file__).resolve().parent))
-SNAPSHOTS = [source_asset(name, settings) for name in sorted(_sources)]
+# Every source with a DAG (broken ones are reported by api_poller_source_errors.py).
+SNAPSHOTS = source_assets(settings, Path(__file__).resolve().parent)
 
 
 @dag(
