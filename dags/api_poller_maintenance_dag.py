@@ -1,12 +1,14 @@
-"""api_poller_maintenance: retention of the poller's job status, raw leftovers and dead letters.
+"""api_poller_maintenance: retention of the poller's job status, raw leftovers, dead letters and
+source snapshots.
 
-Three independent tasks, daily. The logic lives in ``api_poller.operations.retention`` (one module
+Five independent tasks, daily. The logic lives in ``api_poller.operations.retention`` (one module
 per concern); this file wires it up.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from airflow.sdk import Param, dag, get_current_context, task
 
@@ -31,6 +33,12 @@ Daily retention for the `{names.POLLER_DAG_ID}` DAG (`API_POLLER_RETENTION_DAYS`
 * **{names.REPORT_DEAD_LETTERS_TASK}**: lists the messages of `{settings.dead_letter_queue_name}`
   that SQS drops within {settings.dead_letter_expiry_margin_days:g} days (job, page, age), without
   deleting them.
+* **{names.EXPIRE_SNAPSHOTS_TASK}**: for each source with `output.keep_snapshots: N`, expires its
+  published snapshots in `s3://{settings.processed_bucket}/snapshots/<source>/` beyond the newest N
+  (never the one `_latest.json` names); removes unfinished snapshot folders (no manifest) older
+  than the retention, for every source.
+* **{names.REMOVE_PUBLISHED_RECORDS_TASK}**: deletes the per-page record files
+  (`jobs/<job>/records/`) of source jobs published more than the retention ago.
 
 Trigger it by hand with `dry_run` to see what would go. See docs/operations.md.
 """
@@ -120,9 +128,52 @@ def api_poller_maintenance() -> None:
             sqs, queue_url, now=as_of, margin=timedelta(days=settings.dead_letter_expiry_margin_days)
         )
 
+    @task(task_id=names.EXPIRE_SNAPSHOTS_TASK)
+    def expire_old_snapshots() -> list[dict]:
+        """Expire snapshots beyond each source's keep_snapshots; remove unfinished snapshot folders."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from api_poller.operations.retention.snapshots import expire_snapshots
+        from api_poller.sources.folder import sources_folder
+        from api_poller.sources.spec import load_sources
+
+        as_of, retention_days, dry_run = _run_options()
+        sources, _ = load_sources(sources_folder(settings, Path(__file__).resolve().parent))
+        s3: S3Client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+        try:
+            cutoff = as_of - timedelta(days=retention_days)
+            bucket = settings.processed_bucket
+            keeps = {name: spec.output.keep_snapshots for name, spec in sorted(sources.items())}
+            return [
+                expire_snapshots(s3, bucket, name, keep=keep, cutoff=cutoff, dry_run=dry_run)
+                for name, keep in keeps.items()
+            ]
+        except s3.exceptions.NoSuchBucket:
+            raise AirflowSkipException(f"bucket {settings.processed_bucket} does not exist (yet)") from None
+
+    @task(task_id=names.REMOVE_PUBLISHED_RECORDS_TASK)
+    def remove_published_page_records() -> dict:
+        """Delete per-page record files of source jobs published before the retention."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from api_poller.operations.retention.published_records import remove_published_page_records
+
+        as_of, retention_days, dry_run = _run_options()
+        s3: S3Client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+        try:
+            return remove_published_page_records(
+                s3, settings.processed_bucket, cutoff=as_of - timedelta(days=retention_days), dry_run=dry_run
+            )
+        except s3.exceptions.NoSuchBucket:
+            raise AirflowSkipException(f"bucket {settings.processed_bucket} does not exist (yet)") from None
+
     purge_expired_status()
     remove_expired_raw_payloads()
     report_expiring_dead_letters()
+    expire_old_snapshots()
+    remove_published_page_records()
 
 
 api_poller_maintenance()

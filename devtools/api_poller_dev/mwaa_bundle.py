@@ -43,9 +43,10 @@ def constraint_url(
 
 
 CONSTRAINT_URL = constraint_url()
-# Packages to install on top of MWAA's image (pinned by the constraint line): none. Everything the
-# DAG, the library and the plugin import ships with MWAA already (MWAA_PROVIDED_MODULES).
-EXTRA_REQUIREMENTS: tuple[str, ...] = ()
+# Packages to install on top of MWAA's image, pinned by the constraint line (Airflow's constraints
+# pin pyarrow): pyarrow, for Parquet snapshots (api_poller.output). Everything else the DAG, the
+# library and the plugin import ships with MWAA already (MWAA_PROVIDED_MODULES).
+EXTRA_REQUIREMENTS: tuple[str, ...] = ("pyarrow",)
 # Third-party modules the bundle may import, and the MWAA-installed distribution providing each.
 MWAA_PROVIDED_MODULES: Mapping[str, str] = {
     "airflow": "apache-airflow (+ apache-airflow-providers-amazon, -http)",
@@ -154,7 +155,7 @@ def requirements_text(
         f'--constraint "{constraint_url(airflow_version, python_version)}"',
         f"# Amazon MWAA {airflow_version} (Python {python_version}) already ships every package",
         "# the api_poller DAG and plugin import (Airflow, the Amazon and HTTP providers and their",
-        "# dependencies), so nothing else is installed. Add extra packages below this line.",
+        "# dependencies) but pyarrow (Parquet snapshots), installed at the constraints' version.",
         *EXTRA_REQUIREMENTS,
     ]
     return "\n".join(lines) + "\n"

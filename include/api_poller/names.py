@@ -21,6 +21,8 @@ PROCESS_GROUP = "process"
 CONSUME_TASK = "consume_page_messages"
 CONSUME_TASK_ID = f"{PROCESS_GROUP}.{CONSUME_TASK}"  # the full id, inside its task group
 REPORT_TASK = "report"
+# Source DAGs only: after report, a complete job's snapshot is published (an Asset event).
+PUBLISH_TASK = "publish"
 # Tasks that publish page statuses (every map index of each).
 STATUS_TASK_IDS = (FETCH_TASK, CONSUME_TASK_ID)
 
@@ -28,6 +30,11 @@ STATUS_TASK_IDS = (FETCH_TASK, CONSUME_TASK_ID)
 PURGE_STATUS_TASK = "purge_expired_status"
 REMOVE_RAW_LEFTOVERS_TASK = "remove_expired_raw_payloads"
 REPORT_DEAD_LETTERS_TASK = "report_expiring_dead_letters"
+EXPIRE_SNAPSHOTS_TASK = "expire_old_snapshots"
+REMOVE_PUBLISHED_RECORDS_TASK = "remove_published_page_records"
+
+# The example consumer of source snapshots (dags/api_poller_snapshot_consumer.py).
+SNAPSHOT_CONSUMER_DAG_ID = "api_poller_snapshot_consumer"
 
 # XCom keys
 RETURN_VALUE_KEY = "return_value"  # Airflow's own key for a task's return value
@@ -38,10 +45,16 @@ SUMMARY_KEY = "summary"  # the report's job summary
 RECONCILIATION_KEY = "reconciliation"  # the report's reconciliation
 PLAN_ERROR_KEY = "plan_error"  # why the plan failed, in words (credential-free), for the job API
 WATERMARK_KEY = "watermark"  # a source report's watermark (before, after, advanced or why not)
+PUBLISHED_KEY = "published"  # the publish step's outcome (the Asset event's extra, pointer, watermark)
 
 
 def source_dag_id(source_name: str) -> str:
     """The DAG id of a source: ``api_poller__<name>``."""
+    return f"{SOURCE_DAG_PREFIX}{source_name}"
+
+
+def source_asset_name(source_name: str) -> str:
+    """The Asset name of a source's snapshots: ``api_poller__<name>`` (like its DAG id)."""
     return f"{SOURCE_DAG_PREFIX}{source_name}"
 
 

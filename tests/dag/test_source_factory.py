@@ -45,6 +45,7 @@ BROKEN = {
     "unknown_paginator.yaml": {**WALKED, "name": "typo", "paginator": {"type": "offest"}},
     "bad_schedule.yaml": {**WALKED, "name": "bad_schedule", "schedule": "61 * * * *"},
     "same_name_as_a_setting.yaml": {**WALKED, "name": "clash", "overridable_params": ["concurrency"]},
+    "tiny_files.yaml": {**WALKED, "name": "tiny_files", "output": {"target_file_size_mb": 0}},
 }
 
 
@@ -80,7 +81,17 @@ def test_broken_source_files_are_one_import_error_naming_each_file_and_field(bag
     assert "bad_schedule.yaml: schedule: '61 * * * *'" in message
     assert "same_name_as_a_setting.yaml: overridable_params[0]" in message
     assert "not_yaml.yaml: is not valid YAML at line" in message
-    assert "4 source file(s)" in message
+    assert "tiny_files.yaml: output.target_file_size_mb: must be between 1 and 5120, got 0" in message
+    assert "5 source file(s)" in message
+
+
+def test_the_example_consumer_is_scheduled_on_every_valid_sources_snapshots_and_starts_paused(
+    bag: Any,
+) -> None:
+    consumer = bag.dags[names.SNAPSHOT_CONSUMER_DAG_ID]
+    scheduled_on = {asset.name for asset in consumer.timetable.asset_condition.objects}
+    assert scheduled_on == {"api_poller__acme_orders", "api_poller__acme_events"}
+    assert consumer.is_paused_upon_creation is True
 
 
 def test_a_source_dag_reads_like_the_seed_dag(bag: Any) -> None:
@@ -93,6 +104,13 @@ def test_a_source_dag_reads_like_the_seed_dag(bag: Any) -> None:
     assert downstream["process.consume_page_messages"] == ["report"]
     assert dag.task_dict["process.consume_page_messages"].trigger_rule == "always"
     assert dag.task_dict["report"].trigger_rule == "all_done"
+    # A complete job's snapshot is published after a successful report, as the source's Asset.
+    assert downstream["report"] == ["publish"]
+    publish = dag.task_dict["publish"]
+    assert publish.trigger_rule == "all_success"
+    assert [(asset.name, asset.uri) for asset in publish.outlets] == [
+        ("api_poller__acme_orders", "s3://api-poller-processed/snapshots/acme_orders")
+    ]
     walked = bag.dags["api_poller__acme_events"]
     assert sorted(walked.task_dict["prepare_resources"].downstream_task_ids) == [
         "fetch_pages",

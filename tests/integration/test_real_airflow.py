@@ -97,3 +97,88 @@ def test_the_factorys_source_dag_runs_to_success_next_to_a_broken_source_file(st
     assert state == "success", tasks
     ids = sorted(record["id"] for record in aws.processed_records(processed_prefix(run_id)))
     assert ids == list(range(3000))
+
+
+def _consumer_runs_by_job(airflow) -> dict[str, list[str]]:
+    """Snapshot job id -> the consumer runs that consumed its Asset event (and ended well)."""
+    from api_poller import names
+
+    consumer = names.SNAPSHOT_CONSUMER_DAG_ID
+    runs = airflow.request("GET", f"/api/v2/dags/{consumer}/dagRuns?limit=100")["dag_runs"]
+    by_job: dict[str, list[str]] = {}
+    for run in runs:
+        if run["state"] != "success":
+            continue
+        path = f"/api/v2/dags/{consumer}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents"
+        for event in airflow.request("GET", path)["asset_events"]:
+            by_job.setdefault(event["extra"]["jobId"], []).append(run["dag_run_id"])
+    return by_job
+
+
+def test_the_snapshot_consumer_runs_once_per_complete_job_and_never_after_a_failed_one(stack):
+    """On a real scheduler: each complete job's publish emits the source's Asset event, which
+    starts the example consumer DAG once (it reads the manifest); publishing a job again emits
+    nothing; a failed job starts nothing."""
+    import urllib.error
+    from urllib.parse import urlsplit
+
+    from api_poller import names
+    from tests.helpers import wait_until
+
+    airflow, url, _ = stack
+    partner = urlsplit(url)
+    try:
+        airflow.request(
+            "POST",
+            "/api/v2/connections",
+            {"connection_id": "sim_partner", "conn_type": "http", "host": partner.hostname,
+             "port": partner.port, "schema": "http"},
+        )  # fmt: skip
+    except urllib.error.HTTPError as error:
+        assert error.code == 409  # another test of the module made it
+    dag_id = f"api_poller__{SOURCE}"
+    airflow.wait_for_dag(dag_id)
+    airflow.wait_for_dag(names.SNAPSHOT_CONSUMER_DAG_ID)  # created paused; unpaused here
+
+    first = airflow.trigger(dag_id, {})
+    assert airflow.wait_for_run(dag_id, first, timeout=300) == "success"
+    # Publishing the same job again (its publish step cleared) changes nothing and sends no event.
+    airflow.request(
+        "POST",
+        f"/api/v2/dags/{dag_id}/clearTaskInstances",
+        {"dry_run": False, "dag_run_id": first, "task_ids": ["publish"], "only_failed": False},
+    )
+
+    def republished() -> str | None:
+        states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(dag_id, first)}
+        return states["publish"] if states["publish"] in ("skipped", "success", "failed") else None
+
+    outcome = wait_until(republished, timeout=120, message="the cleared publish step ran", interval=1)
+    assert outcome == "skipped"
+    assert airflow.wait_for_run(dag_id, first, timeout=60) == "success"
+    failed = airflow.trigger(dag_id, {"url": "http://elsewhere.example/items"})  # refused by the plan
+    assert airflow.wait_for_run(dag_id, failed, timeout=120) == "failed"
+    second = airflow.trigger(dag_id, {})
+    assert airflow.wait_for_run(dag_id, second, timeout=300) == "success"
+
+    # The scheduler handles events in order: once the second job's consumer run has ended, the
+    # failed job (between the two) would have had its run too.
+    def consumed_second() -> dict[str, list[str]] | None:
+        runs = _consumer_runs_by_job(airflow)
+        return runs if second in runs else None
+
+    by_job = wait_until(
+        consumed_second,
+        timeout=120,
+        message="the consumer DAG ran for the second job",
+        interval=1,
+    )
+    assert len(by_job[first]) == 1 and len(by_job[second]) == 1
+    assert failed not in by_job
+    (consumer_run,) = by_job[second]
+    found = airflow.request(
+        "GET",
+        f"/api/v2/dags/{names.SNAPSHOT_CONSUMER_DAG_ID}/dagRuns/{consumer_run}/taskInstances/"
+        "read_snapshot_manifests/xcomEntries/return_value",
+    )["value"]
+    assert [(item["jobId"], item["records"], item["source"]) for item in found] == [(second, 3000, SOURCE)]

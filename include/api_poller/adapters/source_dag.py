@@ -13,8 +13,10 @@ The DAG has the seed DAG's shape (``dags/api_poller_dag.py``) and task ids (``na
   (``pipeline.source_fetch``); each page saved is enqueued at once.
 * ``process.consume_page_messages`` is the seed's consumer sensor; for a walk it learns the
   job's pages as they are announced (``pipeline.consume``).
-* ``report`` reconciles the job and, for an incremental source, advances the watermark only
-  when the job is complete (``pipeline.report.report_source_job``).
+* ``report`` reconciles the job (``pipeline.report.report_source_job``).
+* ``publish`` (after a successful report) rolls a complete job's records up into the source's
+  snapshot, writes its manifest and the latest pointer, advances an incremental source's
+  watermark, and emits the source's Asset event (``pipeline.publish``, docs/output.md).
 
 Nothing here touches the network, AWS or the Connection at parse time: the DAG factory builds
 every source's DAG on each parse. The Connection is read by the tasks that need it.
@@ -39,7 +41,7 @@ from api_poller.adapters.task_support import (
     status_recorder,
 )
 from api_poller.core.errors import SourceError
-from api_poller.core.keys import s3_uri, watermark_key
+from api_poller.core.keys import s3_uri, source_snapshots_prefix, watermark_key
 from api_poller.settings import PollerSettings
 from api_poller.sources.spec import SourceSpec
 
@@ -77,6 +79,12 @@ def describe_source(spec: SourceSpec, settings: PollerSettings) -> str:
         f"Pages are saved raw to `s3://{settings.raw_bucket}/jobs/<job>/raw/`, announced on SQS "
         f"queue `{settings.queue_name}` and processed into newline-delimited JSON under "
         f"`s3://{settings.processed_bucket}/jobs/<job>/records/`. The job id is the DAG run id.",
+        "",
+        f"A complete job is published as `{spec.output.format}` files of about "
+        f"{spec.output.target_file_size_mb} MB under `s3://{settings.processed_bucket}/"
+        f"{source_snapshots_prefix(spec.name)}dt=<date>/job=<job>/` with a `_manifest.json`; "
+        f"Asset `{names.source_asset_name(spec.name)}` gets an event per snapshot"
+        + (f"; the newest {spec.output.keep_snapshots} are kept." if spec.output.keep_snapshots else "."),
     ]
     return "\n".join(lines)
 
@@ -241,3 +249,38 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
     [resources, job] >> consumed
     fetched >> consumed >> reported
     fetched >> reported
+    reported >> _publish_task(spec, settings)
+
+
+def _publish_task(spec: SourceSpec, settings: PollerSettings) -> Any:
+    """The publish step: runs only after a successful report; skips (no Asset event) when the job
+    is incomplete (API_POLLER_ON_INCOMPLETE=warn) or its snapshot is already published."""
+    from api_poller.adapters.snapshot_asset import source_asset
+
+    asset = source_asset(spec.name, settings)
+
+    @task(task_id=names.PUBLISH_TASK, outlets=[asset])
+    def publish() -> dict[str, Any]:
+        """Roll the job's records up into the source's snapshot, write its manifest, then the
+        latest pointer (and advance an incremental source's watermark); emit the Asset event."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from api_poller.pipeline.publish import NothingToPublish, publish_source_snapshot, snapshot_date
+
+        context = get_current_context()
+        dag_run = context["dag_run"]
+        s3, _ = aws_clients(settings)
+        try:
+            outcome = publish_source_snapshot(
+                settings, spec, s3, job_id=context["run_id"],
+                dt=snapshot_date(dag_run.logical_date or dag_run.run_after),
+                summary=context["ti"].xcom_pull(task_ids=names.REPORT_TASK, key=names.SUMMARY_KEY),
+            )  # fmt: skip
+        except NothingToPublish as reason:
+            raise AirflowSkipException(str(reason)) from None
+        if outcome["watermark"] is not None:
+            context["ti"].xcom_push(key=names.WATERMARK_KEY, value=outcome["watermark"])
+        context["outlet_events"][asset].extra = outcome["event"]
+        return outcome
+
+    return publish()

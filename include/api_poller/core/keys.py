@@ -62,3 +62,50 @@ def watermark_key(source: str) -> str:
     if not source or "/" in source or source in (".", ".."):
         raise ValueError(f"source name {source!r} cannot name a watermark")
     return f"state/{source}/watermark.json"
+
+
+# --- Published snapshots (processed bucket), see docs/output.md --------------------------------
+# Under their own top-level prefix: a source may be named like any other top-level folder
+# (``jobs``, ``state``), so ``<source>/`` alone could collide with them.
+SNAPSHOTS_ROOT = "snapshots/"
+MANIFEST_NAME = "_manifest.json"
+
+
+def _checked_source(source: str) -> str:
+    if not source or "/" in source or source in (".", ".."):
+        raise ValueError(f"source name {source!r} cannot name a snapshot folder")
+    return source
+
+
+def source_snapshots_prefix(source: str) -> str:
+    """Every snapshot of a source, one table: ``snapshots/<source>/``."""
+    return f"{SNAPSHOTS_ROOT}{_checked_source(source)}/"
+
+
+def snapshot_prefix(source: str, dt: str, job_id: str) -> str:
+    """One job's snapshot: ``snapshots/<source>/dt=YYYY-MM-DD/job=<safe job id>/``."""
+    return f"{source_snapshots_prefix(source)}dt={dt}/job={safe_job_id(job_id)}/"
+
+
+def snapshot_part_key(prefix: str, index: int, extension: str) -> str:
+    """A data file of a snapshot: ``<prefix>part-00000.<ext>`` (numbered in page order)."""
+    return f"{prefix}part-{index:05d}.{extension}"
+
+
+def snapshot_manifest_key(prefix: str) -> str:
+    """The snapshot's manifest, written last: ``<prefix>_manifest.json`` (``_``: query engines skip it)."""
+    return f"{prefix}{MANIFEST_NAME}"
+
+
+def latest_snapshot_key(source: str) -> str:
+    """The pointer to a source's latest published snapshot: ``snapshots/<source>/_latest.json``."""
+    return f"{source_snapshots_prefix(source)}_latest.json"
+
+
+def published_marker_key(job_id: str) -> str:
+    """Says that the job's snapshot is published (processed bucket): ``jobs/<job>/_published.json``.
+
+    Written by the publish step as its last write; the retention removes a job's per-page records
+    only once it exists, and a rerun of the step finds it and publishes nothing again.
+    """
+    return f"jobs/{safe_job_id(job_id)}/_published.json"

@@ -2,7 +2,8 @@
 
 ``report_job`` reports a job of the seed's ``api_poller`` DAG; ``report_source_job`` a job of a
 source DAG, whose record counts come from what its fetch tasks fetched (there is no planned total
-record count) and which advances an incremental source's watermark once the job is complete.
+record count); for an incremental source it says where the watermark would go, which the publish
+step (``pipeline.publish``) advances once the job's snapshot is published.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def job_max_cursor(
     return best
 
 
-def advance_source_watermark(
+def pending_source_watermark(
     settings: PollerSettings,
     spec: SourceSpec,
     s3_client: S3Client,
@@ -182,19 +183,20 @@ def advance_source_watermark(
     pages: Iterable[str],
     processed: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Advance an incremental source's watermark to the job's highest cursor value, only when
-    the job is complete; what happened (before, after, or why not)."""
-    from api_poller.aws.watermark import advance_watermark, read_watermark
+    """Where an incremental source's watermark is and where the job would take it (``jobMax``).
+
+    The report does not move it: the publish step advances it to ``jobMax`` once the job's
+    snapshot is published (``pipeline.publish``), so a job whose publish fails is fetched again.
+    """
+    from api_poller.aws.watermark import read_watermark
 
     before = read_watermark(s3_client, settings.processed_bucket, spec.name)
     outcome: dict[str, Any] = {"before": before.value if before else None, "advanced": False}
     if not complete:
         outcome["reason"] = "the job is incomplete: the watermark stays where it was"
         return outcome
-    value = job_max_cursor(s3_client, settings.processed_bucket, job_id, pages, processed)
-    after = advance_watermark(s3_client, settings.processed_bucket, spec.name, value, job_id=job_id)
-    outcome.update(after=after.value if after else None, jobMax=value)
-    outcome["advanced"] = after is not None and (before is None or after.value != before.value)
+    outcome["jobMax"] = job_max_cursor(s3_client, settings.processed_bucket, job_id, pages, processed)
+    outcome["reason"] = "advanced by the publish step once the snapshot is published"
     return outcome
 
 
@@ -202,8 +204,9 @@ def report_source_job(
     settings: PollerSettings, spec: SourceSpec, ti: RuntimeTaskInstanceProtocol, s3_client: S3Client
 ) -> dict[str, Any]:
     """The report task of a source: reconcile what was written with what was fetched, publish the
-    summary (XComs ``summary`` and ``reconciliation``), advance an incremental source's watermark
-    if the job is complete (XCom ``watermark``); raise if the job is incomplete."""
+    summary (XComs ``summary`` and ``reconciliation``) with, for an incremental source, the
+    watermark the job would advance to (XCom ``watermark``; the publish step advances it); raise
+    if the job is incomplete."""
     from api_poller.pipeline.consume import plan_page_ids
     from api_poller.pipeline.reconcile import reconcile_source_output
 
@@ -246,7 +249,7 @@ def report_source_job(
     )
     summary.update(source=spec.name, mode=job["mode"])
     if spec.incremental is not None:
-        summary["watermark"] = advance_source_watermark(
+        summary["watermark"] = pending_source_watermark(
             settings, spec, s3_client, job_id=job["job_id"], complete=summary["complete"], pages=pages,
             processed=processed,
         )  # fmt: skip

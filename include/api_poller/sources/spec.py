@@ -153,6 +153,29 @@ class IncrementalSpec:
     lookback: float = 0
 
 
+OutputFormat = Literal["ndjson", "ndjson.gz", "parquet"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("ndjson", "ndjson.gz", "parquet")
+# Below 1 MB files are too small to be worth rolling up; S3 refuses single PUTs above 5 GB.
+MIN_TARGET_FILE_SIZE_MB = 1
+MAX_TARGET_FILE_SIZE_MB = 5120
+MAX_KEEP_SNAPSHOTS = 100_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSpec:
+    """How a complete job's records are published as a snapshot (see docs/output.md): the file
+    format, the size files are rolled up to, and how many snapshots the retention keeps."""
+
+    format: OutputFormat = "ndjson"
+    target_file_size_mb: int = 128
+    # None: keep every snapshot (retention off).
+    keep_snapshots: int | None = None
+
+    @property
+    def target_file_bytes(self) -> int:
+        return self.target_file_size_mb * 1024 * 1024
+
+
 @dataclass(frozen=True, kw_only=True)
 class SourceSpec:
     """One source: which API to read, how to page through it, how to authenticate.
@@ -184,6 +207,7 @@ class SourceSpec:
     # Query parameters a trigger's conf may override (never the host, path or credentials).
     overridable_params: tuple[str, ...] = ()
     incremental: IncrementalSpec | None = None
+    output: OutputSpec = field(default_factory=OutputSpec)
 
 
 # --- Reading a file ---------------------------------------------------------------------------
@@ -494,6 +518,28 @@ def _read_incremental(section: _Section) -> IncrementalSpec:
     return IncrementalSpec(**section.collect(_INCREMENTAL_FIELDS))
 
 
+def _output_format(section: _Section, key: str, value: Any) -> str:
+    if value not in OUTPUT_FORMATS:
+        close = difflib.get_close_matches(str(value), list(OUTPUT_FORMATS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise section.error(
+            key, f"{_describe(value)} is not supported: one of {', '.join(OUTPUT_FORMATS)}{hint}"
+        )
+    return str(value)
+
+
+_OUTPUT_FIELDS: dict[str, Converter] = {
+    "format": _output_format,
+    "target_file_size_mb": _integer(MIN_TARGET_FILE_SIZE_MB, MAX_TARGET_FILE_SIZE_MB),
+    "keep_snapshots": _optional(_integer(1, MAX_KEEP_SNAPSHOTS)),
+}
+
+
+def _read_output(section: _Section) -> OutputSpec:
+    section.reject_unknown(list(_OUTPUT_FIELDS), "output")
+    return OutputSpec(**section.collect(_OUTPUT_FIELDS))
+
+
 def _source_path(section: _Section, key: str, value: Any) -> str:
     text: str = _string()(section, key, value)
     if "://" in text or text.startswith("//"):
@@ -533,7 +579,7 @@ _SOURCE_FIELDS: dict[str, Converter] = {
     "schedule": _optional(_string()),
     "overridable_params": _list_of(_param_name),
 }
-_SECTIONS = ("paginator", "auth", "incremental")
+_SECTIONS = ("paginator", "auth", "incremental", "output")
 _REQUIRED = ("name", "connection_id", "path", "records", "paginator")
 
 
@@ -593,6 +639,8 @@ def parse_source(document: Any, file: str) -> SourceSpec:
         values["auth"] = _read_auth(_section(top, "auth"))
     if document.get("incremental") is not None:
         values["incremental"] = _read_incremental(_section(top, "incremental"))
+    if document.get("output") is not None:
+        values["output"] = _read_output(_section(top, "output"))
     source = SourceSpec(file=file, **values)
     _check_reserved_params(source, file)
     return source

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from api_poller.aws.clients import S3Client
+from api_poller.operations.retention.deletion import delete_keys
 from api_poller.operations.retention.timestamps import as_utc
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,6 @@ log = logging.getLogger(__name__)
 RAW_PREFIX = "jobs/"
 # What failed pages leave in the raw bucket: the raw page, and the consumers' error note.
 LEFTOVER_KEY = re.compile(r"^jobs/(?P<job>[^/]+)/(?P<kind>raw|errors)/[^/]+$")
-S3_DELETE_BATCH = 1000
 
 
 def remove_expired_raw_payloads(
@@ -39,16 +39,8 @@ def remove_expired_raw_payloads(
                 expired.append((item["Key"], match["job"], match["kind"]))
             else:
                 recent += 1
-    errors: list[Any] = []
     if not dry_run:
-        for start in range(0, len(expired), S3_DELETE_BATCH):
-            batch = expired[start : start + S3_DELETE_BATCH]
-            answer = s3_client.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": key} for key, *_ in batch], "Quiet": True}
-            )
-            errors.extend(answer.get("Errors", []))
-    if errors:
-        raise RuntimeError(f"{len(errors)} objects in {bucket} could not be deleted, e.g. {errors[0]}")
+        delete_keys(s3_client, bucket, [key for key, *_ in expired])
     jobs = Counter(job for _, job, _ in expired)
     kinds = Counter(kind for *_, kind in expired)
     log.info(

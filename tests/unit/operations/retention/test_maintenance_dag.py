@@ -41,10 +41,15 @@ def test_maintenance_dag_removes_exactly_what_expired(airflow_db: Path, aws: Aws
     for key in ("jobs/old/raw/page-000001.json", "jobs/old/raw/page-000002.json", "jobs/old/readme.txt"):
         put_object(aws.s3, RAW_BUCKET, key)
     put_object(aws.s3, PROCESSED_BUCKET, "jobs/old/records/page-000000.ndjson")
+    # A source job published before the cutoff: its per-page records go, its marker stays.
+    put_object(aws.s3, PROCESSED_BUCKET, "jobs/published/records/page-000000.ndjson")
+    put_object(aws.s3, PROCESSED_BUCKET, "jobs/published/_published.json")
     dlq = aws.sqs.create_queue(QueueName=DEAD_LETTER_QUEUE, Attributes={"MessageRetentionPeriod": "345600"})
     send_dead_letter(aws.sqs, dlq["QueueUrl"], "retention__old", "page-000002")
     boundary = boundary_between_writes()
     put_object(aws.s3, RAW_BUCKET, "jobs/recent/raw/page-000001.json")
+    put_object(aws.s3, PROCESSED_BUCKET, "jobs/just_published/records/page-000000.ndjson")
+    put_object(aws.s3, PROCESSED_BUCKET, "jobs/just_published/_published.json")
     as_of = boundary + 3 * DAY  # so the cutoff (as_of - 3 days) falls between the two writes
 
     # The metadata database: poller runs of every age, and an old run of another DAG.
@@ -130,10 +135,18 @@ def test_maintenance_dag_removes_exactly_what_expired(airflow_db: Path, aws: Aws
     assert (expired[ended_before] or "").startswith(f"job {ended_before} expired")
     assert [expired[run_id] for run_id in (across, recent, running)] == [None, None, None]
 
-    # Raw leftovers: only the old raw pages are gone; the processed output is never touched.
+    # Raw leftovers: only the old raw pages are gone. Processed records stay, except those of a
+    # source job published before the cutoff (its snapshot holds them).
     assert aws.keys(RAW_BUCKET) == ["jobs/old/readme.txt", "jobs/recent/raw/page-000001.json"]
-    assert aws.keys(PROCESSED_BUCKET) == ["jobs/old/records/page-000000.ndjson"]
+    assert aws.keys(PROCESSED_BUCKET) == [
+        "jobs/just_published/_published.json",
+        "jobs/just_published/records/page-000000.ndjson",
+        "jobs/old/records/page-000000.ndjson",
+        "jobs/published/_published.json",
+    ]
     assert reports[names.REMOVE_RAW_LEFTOVERS_TASK]["deleted"] == 2
+    assert reports[names.REMOVE_PUBLISHED_RECORDS_TASK]["jobs"] == ["published"]
+    assert reports[names.EXPIRE_SNAPSHOTS_TASK] == []  # the shipped sources folder is empty
 
     # Dead letters: reported, still there and visible.
     [dead_letter] = reports[names.REPORT_DEAD_LETTERS_TASK]["expiring"]
