@@ -1,11 +1,13 @@
 """The job API and progress page (plugins/api_poller_plugin.py) on a real, running Airflow.
 
 One Airflow (api-server, scheduler, dag-processor, triggerer on PostgreSQL), moto and the
-simulator serve the whole module. Four jobs run at once: one started through ``POST
-/api-poller/jobs``, a replay of it, one through Airflow's REST API, and one (REST API too) that
-fails at planning and has its status purged by a test. The tests read them back through the job
-API and through the progress page in headless Chromium (Debian's ``chromium`` package, driven over
-the DevTools protocol on a pipe: no extra Python package, no port).
+simulator serve the whole module. Six jobs run at once: one started through ``POST
+/api-poller/jobs``, a replay of it, one through Airflow's REST API, two (REST API too) that fail at
+planning (one has its status purged by a test, the other is shown and replayed on the page), and
+one whose partner (a proxy in front of the simulator) breaks two pages, later repaired with the
+page's buttons. The tests read them back through the job API and through the progress page in
+headless Chromium (Debian's ``chromium`` package, driven over the DevTools protocol on a pipe: no
+extra Python package, no port), saving screenshots into ``SCREENSHOTS``.
 """
 
 from __future__ import annotations
@@ -141,6 +143,8 @@ class Jobs:
     by_rest_api: Job
     replay: Job
     to_expire: Job  # failed at planning; its status is purged by a test
+    failed_plan: Job  # failed at planning, for the progress page
+    failed_pages: Job  # two pages failed: one the partner refused, one dead-lettered
     created: Answer  # the POST /api-poller/jobs answer
     replayed: Answer  # the POST /api-poller/jobs/{id}/replay answer
 
@@ -149,8 +153,8 @@ class Jobs:
 
 
 @pytest.fixture(scope="module")
-def jobs(stack: Stack) -> Jobs:
-    """Four jobs run together, each polled through GET /api-poller/jobs/{id} until it is done."""
+def jobs(stack: Stack, broken_partner: BrokenPartner) -> Jobs:
+    """Six jobs run together, each polled through GET /api-poller/jobs/{id} until it is done."""
     airflow = stack.airflow
     created = call(airflow, "POST", f"{API}/jobs", {"url": stack.partner_url, "fetch_tasks": 2})
     assert created.status == 201, created.body
@@ -159,11 +163,15 @@ def jobs(stack: Stack) -> Jobs:
     assert replayed.status == 201, replayed.body
     # A job whose plan fails at once (the partner answers 404): a cheap job for the 410 test.
     to_expire = airflow.trigger(DAG_ID, {"url": stack.partner_url.replace("/payload", "/no-such-endpoint")})
+    failed_plan = airflow.trigger(DAG_ID, {"url": stack.partner_url.replace("/payload", "/no-such-api")})
+    failed_pages = airflow.trigger(DAG_ID, {"url": broken_partner.url, "fetch_tasks": 2})
     running = [
         Job(created.body["jobId"]),
         Job(by_rest_api),
         Job(replayed.body["jobId"]),
         Job(to_expire),
+        Job(failed_plan),
+        Job(failed_pages),
     ]
     deadline = time.monotonic() + 360
     while any(not job.history or job.final["State"] not in FINAL_RUN_STATES for job in running):
@@ -576,10 +584,11 @@ def test_a_job_whose_status_was_purged_is_410_gone(stack: Stack, jobs: Jobs):
 def screenshots_listed(request: pytest.FixtureRequest):
     """Say where the screenshots are once the module is done."""
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and SCREENSHOTS.is_dir():
+    if SCREENSHOTS.is_dir():
         shots = ", ".join(sorted(path.name for path in SCREENSHOTS.glob("*.png")))
-        reporter.write_line(f"\nscreenshots in {SCREENSHOTS}: {shots}")
+        # Past pytest's output capture, so it shows without -s.
+        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+            print(f"\nscreenshots in {SCREENSHOTS}: {shots}")
 
 
 def open_page(browser: HeadlessChromium, stack: Stack, query: dict[str, str] | None = None) -> None:
@@ -637,6 +646,7 @@ class BrokenPartner:
 
     def __init__(self, upstream: str, missing: set[int], poisoned: set[int]) -> None:
         self.upstream, self.missing, self.poisoned = upstream, missing, poisoned
+        self.url = ""  # where it serves, once started
         self.healed = False
         self.requests: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -706,30 +716,29 @@ def broken_partner_server(partner: BrokenPartner):
 class FailedPagesJob:
     id: str
     partner: BrokenPartner
-    final: dict[str, Any]
 
 
 MISSING_PAGE, POISONED_PAGE = 3, 15  # page 3 in fetch_pages[0], page 15 in fetch_pages[1]
 
 
 @pytest.fixture(scope="module")
-def failed_pages_job(stack: Stack, jobs: Jobs):
-    """A finished job (after the others) with two failed pages: one the partner answered 404, one
-    whose records could not be processed (dead-lettered)."""
+def broken_partner(stack: Stack):
+    """The partner of the job with failed pages: page 3 answers 404, page 15 lacks an id."""
     partner = BrokenPartner(stack.partner_url, {MISSING_PAGE * PAGE_SIZE}, {POISONED_PAGE * PAGE_SIZE})
     with broken_partner_server(partner) as url:
-        started = call(stack.airflow, "POST", f"{API}/jobs", {"url": url, "fetch_tasks": 2})
-        assert started.status == 201, started.body
-        job_id = started.body["jobId"]
-        final = wait_until_finished(stack, job_id)
-        yield FailedPagesJob(job_id, partner, final)
+        partner.url = url
+        yield partner
 
 
 @pytest.fixture(scope="module")
-def failed_plan_job(stack: Stack) -> str:
-    job_id = stack.airflow.trigger(DAG_ID, {"url": stack.partner_url.replace("/payload", "/no-such-api")})
-    assert wait_until_finished(stack, job_id)["State"] == "failed"
-    return job_id
+def failed_pages_job(jobs: Jobs, broken_partner: BrokenPartner) -> FailedPagesJob:
+    return FailedPagesJob(jobs.failed_pages.id, broken_partner)
+
+
+@pytest.fixture(scope="module")
+def failed_plan_job(jobs: Jobs) -> str:
+    assert jobs.failed_plan.final["State"] == "failed"
+    return jobs.failed_plan.id
 
 
 def page_counts(browser: HeadlessChromium, where: str) -> dict[str, int]:
@@ -874,6 +883,9 @@ def test_a_read_only_user_sees_the_job_without_buttons_and_may_not_act(
     open_page(browser, stack, {"job": job_id})
     wait_for_detail(browser, job_id)
     assert action_buttons(browser) == {}
+    assert text_of(browser, "[data-read-only]") == (
+        f"You may read this job; acting on it needs more permissions on the {DAG_ID} DAG."
+    )
     assert page_counts(browser, "#detail-progress") == {key: detail.body[key] for key in SEED_KEYS}
     browser.screenshot(SCREENSHOTS / "read-only-user.png")
 
