@@ -1,9 +1,11 @@
-"""The job API's routes: start, list, read, replay and redrive jobs, and the progress page.
+"""The job API's routes: start, list, read and replay jobs, and the progress page.
 
 A job is a run of a poller DAG: the free-URL ``api_poller`` DAG, or a source's
 ``api_poller__<name>``. Runs are created by Airflow's own trigger function
 (``airflow.api.common.trigger_dag``: the run id, the conf validated against the DAG's Params,
-the triggering user, state queued) and redriven tasks are cleared by the DAG's own ``clear``.
+the triggering user, state queued); a replay asked with an ``Idempotency-Key`` gets a run id
+derived from it, so a repeated request finds the first replay instead of starting another.
+Repairing a job in its own run (redrive, rerun of the failed pages) is in ``repair``.
 Every route checks the user's access to the job's own DAG.
 """
 
