@@ -1,11 +1,13 @@
 """The job API and progress page (plugins/api_poller_plugin.py) on a real, running Airflow.
 
 One Airflow (api-server, scheduler, dag-processor, triggerer on PostgreSQL), moto and the
-simulator serve the whole module. Four jobs run at once: one started through ``POST
-/api-poller/jobs``, a replay of it, one through Airflow's REST API, and one (REST API too) that
-fails at planning and has its status purged by a test. The tests read them back through the job
-API and through the progress page in headless Chromium (Debian's ``chromium`` package, driven over
-the DevTools protocol on a pipe: no extra Python package, no port).
+simulator serve the whole module. Six jobs run at once: one started through ``POST
+/api-poller/jobs``, a replay of it, one through Airflow's REST API, two (REST API too) that fail at
+planning (one has its status purged by a test, the other is shown and replayed on the page), and
+one whose partner (a proxy in front of the simulator) breaks two pages, later repaired with the
+page's buttons. The tests read them back through the job API and through the progress page in
+headless Chromium (Debian's ``chromium`` package, driven over the DevTools protocol on a pipe: no
+extra Python package, no port), saving screenshots into ``SCREENSHOTS``.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ pytestmark = [
 
 DAG_ID = "api_poller"
 API = "/api-poller"
+VIEWER = "viewer"  # SimpleAuthManager's read-only role
 RECORDS = 2000
 PAGE_SIZE = 100  # the simulator's maxRecordsPerPage
 PAGES = RECORDS // PAGE_SIZE
 SEED_KEYS = ["Started", "PayloadSaved", "Enqueued", "SuccessfullyCompleted", "FailedToComplete", "Total"]
-ARTIFACTS = ROOT / "test-artifacts"
+# Where the browser tests save what they saw (gitignored); printed at the end of the module.
+SCREENSHOTS = Path(os.environ.get("API_POLLER_SCREENSHOTS") or ROOT / "test-artifacts" / "screenshots")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -71,9 +75,10 @@ def call(
     token: str | None = None,
     auth: bool = True,
     raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     """Any status, JSON body decoded; ``auth=False`` sends no credentials at all."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
     if auth:
         headers["Authorization"] = f"Bearer {token or airflow.token()}"
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
@@ -108,8 +113,13 @@ class Stack:
 def stack():
     """moto, the simulator and a real Airflow (LocalExecutor on PostgreSQL), all on 127.0.0.1."""
     simulator_args = [f"--total-records={RECORDS}", "--latency-ms=0-200", "--error-rate=0.1", "--seed=7"]
-    # A finished job whose status is gone has expired at once (see the 410 test).
-    with real_airflow_stack("jobs-api", simulator_args, {"API_POLLER_RETENTION_DAYS": "0"}) as (
+    # A finished job whose status is gone has expired at once (see the 410 test). A read-only
+    # user besides the admin: Airflow generates its password into the passwords file.
+    extra_env = {
+        "API_POLLER_RETENTION_DAYS": "0",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{VIEWER}:viewer",
+    }
+    with real_airflow_stack("jobs-api", simulator_args, extra_env) as (
         airflow,
         partner_url,
         aws,
@@ -133,6 +143,8 @@ class Jobs:
     by_rest_api: Job
     replay: Job
     to_expire: Job  # failed at planning; its status is purged by a test
+    failed_plan: Job  # failed at planning, for the progress page
+    failed_pages: Job  # two pages failed: one the partner refused, one dead-lettered
     created: Answer  # the POST /api-poller/jobs answer
     replayed: Answer  # the POST /api-poller/jobs/{id}/replay answer
 
@@ -141,8 +153,8 @@ class Jobs:
 
 
 @pytest.fixture(scope="module")
-def jobs(stack: Stack) -> Jobs:
-    """Four jobs run together, each polled through GET /api-poller/jobs/{id} until it is done."""
+def jobs(stack: Stack, broken_partner: BrokenPartner) -> Jobs:
+    """Six jobs run together, each polled through GET /api-poller/jobs/{id} until it is done."""
     airflow = stack.airflow
     created = call(airflow, "POST", f"{API}/jobs", {"url": stack.partner_url, "fetch_tasks": 2})
     assert created.status == 201, created.body
@@ -151,11 +163,15 @@ def jobs(stack: Stack) -> Jobs:
     assert replayed.status == 201, replayed.body
     # A job whose plan fails at once (the partner answers 404): a cheap job for the 410 test.
     to_expire = airflow.trigger(DAG_ID, {"url": stack.partner_url.replace("/payload", "/no-such-endpoint")})
+    failed_plan = airflow.trigger(DAG_ID, {"url": stack.partner_url.replace("/payload", "/no-such-api")})
+    failed_pages = airflow.trigger(DAG_ID, {"url": broken_partner.url, "fetch_tasks": 2})
     running = [
         Job(created.body["jobId"]),
         Job(by_rest_api),
         Job(replayed.body["jobId"]),
         Job(to_expire),
+        Job(failed_plan),
+        Job(failed_pages),
     ]
     deadline = time.monotonic() + 360
     while any(not job.history or job.final["State"] not in FINAL_RUN_STATES for job in running):
@@ -433,10 +449,22 @@ class HeadlessChromium:
             time.sleep(0.2)
         return value
 
-    def screenshot(self, path: Path) -> None:
+    def screenshot(self, path: Path, selector: str | None = None) -> None:
+        """The whole page (beyond the window), or only the element ``selector`` names."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.page("Page.captureScreenshot", {"format": "png"})["data"]
-        path.write_bytes(base64.b64decode(data))
+        if selector:
+            element = f"document.querySelector({json.dumps(selector)}).getBoundingClientRect()"
+            area = (
+                f"(() => {{ const r = {element}; return {{x: r.left + scrollX, y: r.top + scrollY, "
+                "width: r.width, height: r.height}; })()"
+            )
+        else:
+            root = "document.documentElement"
+            area = f"({{x: 0, y: 0, width: {root}.scrollWidth, height: {root}.scrollHeight}})"
+        clip = json.loads(self.evaluate(f"JSON.stringify({area})"))
+        params = {"format": "png", "captureBeyondViewport": True, "clip": {**clip, "scale": 1}}
+        path.write_bytes(base64.b64decode(self.page("Page.captureScreenshot", params)["data"]))
+        print(f"screenshot: {path}")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # the browser may close before answering: do not wait
@@ -485,7 +513,7 @@ SHOWN_JOBS = """JSON.stringify([...document.querySelectorAll("tr[data-job-id]")]
 def test_the_progress_page_shows_each_jobs_counts(stack: Stack, jobs: Jobs, browser: HeadlessChromium):
     browser.page("Page.navigate", {"url": f"{stack.airflow.base_url}{API}/"})
     browser.wait_for("document.body?.dataset.loaded === 'true'")
-    browser.screenshot(ARTIFACTS / "progress-page.png")
+    browser.screenshot(SCREENSHOTS / "progress-page.png")
     shown = {row["id"]: row for row in json.loads(browser.evaluate(SHOWN_JOBS))}
     for job in jobs.all():
         row = shown[job.id]
@@ -503,7 +531,7 @@ def test_the_progress_page_is_in_airflows_navigation(stack: Stack, jobs: Jobs, b
     frame = f"document.querySelector('iframe[title=\"{NAV_NAME}\"]')"
     browser.wait_for(f"{frame}?.contentDocument?.body?.dataset.loaded === 'true'", timeout=90)
     browser.wait_for(f"document.body?.innerText.includes('{NAV_NAME}')")  # the navigation entry
-    browser.screenshot(ARTIFACTS / "progress-page-in-airflow.png")
+    browser.screenshot(SCREENSHOTS / "progress-page-in-airflow.png")
     row = f"{frame}.contentDocument.querySelector('tr[data-job-id=\"{jobs.by_rest_api.id}\"] td.job a')"
     browser.evaluate(f"{row}.click()")
     expected = run_path(DAG_ID, jobs.by_rest_api.id)
@@ -513,7 +541,7 @@ def test_the_progress_page_is_in_airflows_navigation(stack: Stack, jobs: Jobs, b
 def test_the_progress_page_refreshes_every_2_s_while_a_job_runs(stack: Stack, browser: HeadlessChromium):
     started = call(stack.airflow, "POST", f"{API}/jobs", {"url": stack.partner_url, "fetch_tasks": 1})
     job_id = started.body["jobId"]
-    browser.page("Page.navigate", {"url": f"{stack.airflow.base_url}{API}/"})
+    open_page(browser, stack, {"job": job_id})
     row = f"document.querySelector('tr[data-job-id=\"{job_id}\"]')"
     browser.wait_for(f"{row} !== null && document.body.dataset.loaded === 'true'")
     # While a job is active the page schedules its next refresh 2 s ahead (10 s otherwise) ...
@@ -522,7 +550,10 @@ def test_the_progress_page_refreshes_every_2_s_while_a_job_runs(stack: Stack, br
     # ... and keeps refreshing.
     before = int(browser.evaluate("document.body.dataset.refreshes"))
     browser.wait_for(f"Number(document.body.dataset.refreshes) >= {before + 2}")
-    browser.screenshot(ARTIFACTS / "progress-page-running.png")
+    # Its detail: repairs wait until it has finished, a replay does not.
+    wait_for_detail(browser, job_id)
+    assert action_buttons(browser) == {"rerun-failed": False, "redrive": False, "replay": True}
+    browser.screenshot(SCREENSHOTS / "running-job.png")
 
 
 def test_a_job_whose_status_was_purged_is_410_gone(stack: Stack, jobs: Jobs):
@@ -544,3 +575,345 @@ def test_a_job_whose_status_was_purged_is_410_gone(stack: Stack, jobs: Jobs):
         entry for entry in call(stack.airflow, "GET", f"{API}/jobs").body["Jobs"] if entry["JobId"] == job.id
     ]
     assert listed["Expired"].startswith(f"job {job.id} expired") and listed["Total"] == 0
+
+
+# -- watching a job and acting on it, in the browser ------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def screenshots_listed(request: pytest.FixtureRequest):
+    """Say where the screenshots are once the module is done."""
+    yield
+    if SCREENSHOTS.is_dir():
+        shots = ", ".join(sorted(path.name for path in SCREENSHOTS.glob("*.png")))
+        # Past pytest's output capture, so it shows without -s.
+        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+            print(f"\nscreenshots in {SCREENSHOTS}: {shots}")
+
+
+def open_page(browser: HeadlessChromium, stack: Stack, query: dict[str, str] | None = None) -> None:
+    """The progress page (with ``?job=...`` etc.), loaded, its confirmations answered yes and kept."""
+    address = f"{stack.airflow.base_url}{API}/" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    browser.page("Page.navigate", {"url": address})
+    browser.wait_for("document.body?.dataset.loaded === 'true'")
+    browser.evaluate(
+        "window.asked = []; window.confirm = (text) => { window.asked.push(text); return true; }"
+    )
+
+
+def wait_for_detail(browser: HeadlessChromium, job_id: str) -> None:
+    browser.wait_for(f"document.body.dataset.detail === {json.dumps(job_id)}")
+
+
+def text_of(browser: HeadlessChromium, selector: str) -> str:
+    return browser.evaluate(f"document.querySelector({json.dumps(selector)})?.innerText ?? ''")
+
+
+def action_buttons(browser: HeadlessChromium) -> dict[str, bool]:
+    """The job detail's action buttons, and whether each is enabled."""
+    return json.loads(
+        browser.evaluate(
+            "JSON.stringify(Object.fromEntries([...document.querySelectorAll('#actions button')]"
+            ".map((b) => [b.dataset.action, !b.disabled])))"
+        )
+    )
+
+
+def press(browser: HeadlessChromium, action: str) -> str:
+    """Press an action button, say yes to its question; the result text the page shows."""
+    button = f"document.querySelector('#actions button[data-action={json.dumps(action)}]')"
+    browser.wait_for(f"{button} !== null && !{button}.disabled")
+    browser.evaluate(f"{button}.click()")
+    result = f"document.querySelector('#action-result[data-action={json.dumps(action)}]')"
+    browser.wait_for(f"{result}?.dataset.done === 'true'", timeout=90)
+    assert browser.evaluate("window.asked.length") == 1, "the button did not ask first"
+    browser.evaluate("window.asked = []")
+    return text_of(browser, "#action-result")
+
+
+def wait_until_finished(stack: Stack, job_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (job := call(stack.airflow, "GET", job_path(job_id)).body)["State"] not in FINAL_RUN_STATES:
+        assert time.monotonic() < deadline, job
+        time.sleep(1)
+    return job
+
+
+class BrokenPartner:
+    """The simulator behind a proxy that breaks pages: HTTP 404 for ``missing`` pages until
+    ``healed``, and a first record without its id for ``poisoned`` pages (saved as served, so
+    processing fails and the page is dead-lettered). Counts the requests per page."""
+
+    def __init__(self, upstream: str, missing: set[int], poisoned: set[int]) -> None:
+        self.upstream, self.missing, self.poisoned = upstream, missing, poisoned
+        self.url = ""  # where it serves, once started
+        self.healed = False
+        self.requests: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def page(self, start_at: int, count: int) -> tuple[int, bytes]:
+        with self._lock:
+            self.requests[start_at] = self.requests.get(start_at, 0) + 1
+        if start_at in self.missing and not self.healed:
+            return 404, b'{"error": "no such page"}'
+        status, body = self.upstream_page(start_at, count)
+        if status == 200 and start_at in self.poisoned:
+            document = json.loads(body)
+            document["payload"][0].pop("id")
+            body = json.dumps(document).encode()
+        return status, body
+
+    def upstream_page(self, start_at: int, count: int = PAGE_SIZE) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(
+                f"{self.upstream}?startAt={start_at}&count={count}", timeout=30
+            ) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:  # the simulator's injected 5xx: retried by the fetch
+            return error.code, error.read()
+
+    def good_page(self, start_at: int) -> bytes:
+        for _ in range(20):
+            status, body = self.upstream_page(start_at)
+            if status == 200:
+                return body
+        raise AssertionError(f"the simulator never served startAt={start_at}")
+
+    def requests_now(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self.requests)
+
+
+@contextlib.contextmanager
+def broken_partner_server(partner: BrokenPartner):
+    """``partner`` on 127.0.0.1; yields its /payload URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            status, body = partner.page(int(query.get("startAt", 0)), int(query.get("count", PAGE_SIZE)))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/payload"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class FailedPagesJob:
+    id: str
+    partner: BrokenPartner
+
+
+MISSING_PAGE, POISONED_PAGE = 3, 15  # page 3 in fetch_pages[0], page 15 in fetch_pages[1]
+
+
+@pytest.fixture(scope="module")
+def broken_partner(stack: Stack):
+    """The partner of the job with failed pages: page 3 answers 404, page 15 lacks an id."""
+    partner = BrokenPartner(stack.partner_url, {MISSING_PAGE * PAGE_SIZE}, {POISONED_PAGE * PAGE_SIZE})
+    with broken_partner_server(partner) as url:
+        partner.url = url
+        yield partner
+
+
+@pytest.fixture(scope="module")
+def failed_pages_job(jobs: Jobs, broken_partner: BrokenPartner) -> FailedPagesJob:
+    return FailedPagesJob(jobs.failed_pages.id, broken_partner)
+
+
+@pytest.fixture(scope="module")
+def failed_plan_job(jobs: Jobs) -> str:
+    assert jobs.failed_plan.final["State"] == "failed"
+    return jobs.failed_plan.id
+
+
+def page_counts(browser: HeadlessChromium, where: str) -> dict[str, int]:
+    return json.loads(
+        browser.evaluate(
+            f"JSON.stringify(Object.fromEntries([...document.querySelectorAll('{where} [data-field]')]"
+            ".map((cell) => [cell.dataset.field, Number(cell.textContent)])))"
+        )
+    )
+
+
+def test_a_failed_plan_shows_why_and_its_replay_button_starts_a_new_job(
+    stack: Stack, failed_plan_job: str, browser: HeadlessChromium
+):
+    api = call(stack.airflow, "GET", job_path(failed_plan_job)).body
+    assert api["Error"] and "404" in api["Error"], api
+    open_page(browser, stack, {"job": failed_plan_job})
+    wait_for_detail(browser, failed_plan_job)
+    assert text_of(browser, "[data-plan-error]") == f"The plan failed: {api['Error']}"
+    assert "(no pages planned)" in text_of(browser, "#detail-progress")
+    browser.screenshot(SCREENSHOTS / "failed-plan.png")
+
+    result = press(browser, "replay")
+    new_job = browser.evaluate("document.querySelector('#action-result a[data-new-job]').dataset.newJob")
+    assert result == f"Replay started: new job {new_job} (queued)."
+    assert new_job.startswith("replay__")  # the page sent an Idempotency-Key
+    # The new job appears in the list, and its link opens it here.
+    browser.wait_for(f"document.querySelector('tr[data-job-id={json.dumps(new_job)}]') !== null", timeout=30)
+    browser.screenshot(SCREENSHOTS / "replay-result.png")
+    run = stack.airflow.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{new_job}")
+    assert run["note"] == f"Replay of job {failed_plan_job}" and run["conf"] == api["Conf"]
+    browser.evaluate("document.querySelector('#action-result a[data-new-job]').click()")
+    wait_for_detail(browser, new_job)
+
+
+def test_a_replay_asked_twice_with_one_key_starts_one_job(stack: Stack, failed_plan_job: str):
+    runs = f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1"
+    before = stack.airflow.request("GET", runs)["total_entries"]
+    key = {"Idempotency-Key": "double-click-7c1d"}
+    answers = [
+        call(stack.airflow, "POST", job_path(failed_plan_job, "/replay"), headers=key) for _ in range(2)
+    ]
+    assert [answer.status for answer in answers] == [201, 200]
+    assert answers[0].body["jobId"] == answers[1].body["jobId"]
+    assert answers[1].headers["idempotent-replayed"] == "true"
+    assert stack.airflow.request("GET", runs)["total_entries"] == before + 1
+
+
+def test_a_job_with_failed_pages_is_explained_then_repaired_with_the_buttons(
+    stack: Stack, failed_pages_job: FailedPagesJob, browser: HeadlessChromium
+):
+    job_id, partner = failed_pages_job.id, failed_pages_job.partner
+    api = call(stack.airflow, "GET", job_path(job_id)).body
+    assert (api["State"], api["FailedToComplete"], api["Total"]) == ("failed", 2, PAGES), api
+    assert api["Actions"] == {"Replay": True, "Redrive": True, "RerunFailed": True}
+
+    # What a user checks first: the counts, and why pages failed, as the API says.
+    open_page(browser, stack, {"job": job_id})
+    wait_for_detail(browser, job_id)
+    assert page_counts(browser, "#detail-progress") == {key: api[key] for key in SEED_KEYS}
+    shown_reasons = json.loads(
+        browser.evaluate(
+            "JSON.stringify([...document.querySelectorAll('[data-reason]')].map((li) => li.dataset.reason))"
+        )
+    )
+    assert shown_reasons == [group["Reason"] for group in api["FailedReasons"]]
+    assert any("HTTP 404" in reason for reason in shown_reasons)
+    assert any(reason.startswith("dead-lettered after 3 receives") for reason in shown_reasons)
+    browser.screenshot(SCREENSHOTS / "failed-pages.png")
+
+    # The chart: the pages it draws are the timeline's, completed and failed.
+    timeline = call(stack.airflow, "GET", job_path(job_id, "/timeline")).body
+    drawn = json.loads(
+        browser.evaluate(
+            "JSON.stringify(['completed', 'failed'].map((kind) => "
+            "[...document.querySelectorAll(`#chart rect[data-${kind}]`)]"
+            ".reduce((sum, rect) => sum + Number(rect.dataset[kind]), 0)))"
+        )
+    )
+    assert drawn == [api["SuccessfullyCompleted"], api["FailedToComplete"]]
+    assert sum(bucket["Completed"] for bucket in timeline["Buckets"]) == drawn[0]
+    browser.screenshot(SCREENSHOTS / "chart.png", selector="#chart")
+
+    # Redrive: the poisoned page's raw object is fixed first, then its dead letter goes back.
+    raw_key = f"jobs/{safe_job_id(job_id)}/raw/page-{POISONED_PAGE:06d}.json"
+    stack.s3.put_object(Bucket=RAW_BUCKET, Key=raw_key, Body=partner.good_page(POISONED_PAGE * PAGE_SIZE))
+    result = press(browser, "redrive")
+    assert result == "Redrive: 1 page(s) sent back to processing, 2 task(s) cleared: processing runs again."
+    browser.screenshot(SCREENSHOTS / "redrive-result.png")
+    after_redrive = wait_until_finished(stack, job_id)
+    assert (after_redrive["State"], after_redrive["FailedToComplete"]) == ("failed", 1), after_redrive
+    assert [group["Sample"] for group in after_redrive["FailedReasons"]] == [[f"page-{MISSING_PAGE:06d}"]]
+
+    # Rerun the failed pages: the partner serves page 3 again; only it is fetched again.
+    partner.healed = True
+    requests_before = partner.requests_now()
+    fetch_tries = {ti["map_index"]: ti["try_number"] for ti in stack.airflow.task_instances(DAG_ID, job_id)
+                   if ti["task_id"] == "fetch_pages"}  # fmt: skip
+    open_page(browser, stack, {"job": job_id})  # the page a user reloads to see the finished job
+    wait_for_detail(browser, job_id)
+    result = press(browser, "rerun-failed")
+    assert result.startswith(
+        f"Rerun: 1 page(s) run again in this job (page-{MISSING_PAGE:06d}); 1 fetch task(s)"
+    )
+    assert result.endswith("0 dead letter(s) moved back to processing.")
+    browser.screenshot(SCREENSHOTS / "rerun-failed-result.png")
+    repaired = wait_until_finished(stack, job_id)
+    assert (repaired["State"], repaired["SuccessfullyCompleted"], repaired["FailedToComplete"]) == (
+        "success",
+        PAGES,
+        0,
+    ), repaired
+    fetched_again = {start: n - requests_before.get(start, 0) for start, n in partner.requests_now().items()}
+    assert {start for start, n in fetched_again.items() if n} == {MISSING_PAGE * PAGE_SIZE}
+    tries = {ti["map_index"]: ti["try_number"] for ti in stack.airflow.task_instances(DAG_ID, job_id)
+             if ti["task_id"] == "fetch_pages"}  # fmt: skip
+    assert (tries[0], tries[1]) == (fetch_tries[0] + 1, fetch_tries[1])  # the other batch never reran
+
+
+def viewer_token(stack: Stack) -> str:
+    passwords = json.loads((stack.airflow.home / "passwords.json").read_text())
+    answer = stack.airflow.request(
+        "POST", "/auth/token", {"username": VIEWER, "password": passwords[VIEWER]}, auth=False
+    )
+    return answer["access_token"]
+
+
+def test_a_read_only_user_sees_the_job_without_buttons_and_may_not_act(
+    stack: Stack, jobs: Jobs, browser: HeadlessChromium
+):
+    token, job_id = viewer_token(stack), jobs.by_job_api.id
+    detail = call(stack.airflow, "GET", job_path(job_id), token=token)
+    assert detail.status == 200 and detail.body["Actions"] == {
+        "Replay": False,
+        "Redrive": False,
+        "RerunFailed": False,
+    }
+    for action in ("/replay", "/redrive", "/rerun-failed"):
+        answer = call(stack.airflow, "POST", job_path(job_id, action), token=token)
+        assert answer.status == 403, (action, answer.body)
+    browser.page("Network.setCookie", {"name": "_token", "value": token, "url": stack.airflow.base_url + "/"})
+    open_page(browser, stack, {"job": job_id})
+    wait_for_detail(browser, job_id)
+    assert action_buttons(browser) == {}
+    assert text_of(browser, "[data-read-only]") == (
+        f"You may read this job; acting on it needs more permissions on the {DAG_ID} DAG."
+    )
+    assert page_counts(browser, "#detail-progress") == {key: detail.body[key] for key in SEED_KEYS}
+    browser.screenshot(SCREENSHOTS / "read-only-user.png")
+
+
+def test_a_job_state_or_page_that_does_not_exist_is_explained_on_the_page(
+    stack: Stack, jobs: Jobs, browser: HeadlessChromium
+):
+    job_id = jobs.by_rest_api.id
+    # The API: 404 for what is not there, 422 for what cannot be.
+    assert call(stack.airflow, "GET", job_path("no-such-job")).status == 404
+    assert call(stack.airflow, "GET", job_path(job_id, "/tasks?state=Done")).status == 422
+    assert call(stack.airflow, "GET", job_path(job_id, "/tasks/page-000999")).status == 404
+    assert call(stack.airflow, "GET", job_path(job_id, "/tasks/first")).status == 422
+
+    open_page(browser, stack, {"job": "no-such-job"})
+    browser.wait_for("document.body.dataset.detail === 'error'")
+    assert text_of(browser, "#detail-why").startswith(
+        "Cannot show job no-such-job: Job 'no-such-job' not found: no poller DAG"
+    )
+    browser.screenshot(SCREENSHOTS / "unknown-job.png")
+
+    open_page(browser, stack, {"job": job_id, "state": "Done", "page": "page-000999"})
+    wait_for_detail(browser, job_id)
+    assert text_of(browser, "#page-error").startswith(
+        "Cannot list the pages: Unknown page state 'Done': use one of"
+    )
+    assert text_of(browser, "#page-one") == (
+        f"Cannot show page page-000999: Page 'page-000999' not found in job '{job_id}': "
+        "its pages are page-000000 .. page-000019"
+    )
+    browser.screenshot(SCREENSHOTS / "unknown-state-and-page.png")

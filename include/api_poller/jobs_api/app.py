@@ -8,7 +8,8 @@
 * ``GET /jobs``, ``GET /jobs/{id}``, ``GET /jobs/{id}/tasks`` read a job's progress and pages from
   the ``page_status`` XComs (``api_poller.adapters.progress``), whichever poller DAG it belongs to;
 * ``POST /jobs/{id}/replay`` starts a new job with the conf of an earlier one;
-* ``POST /jobs/{id}/redrive`` sends a finished job's dead letters back and reruns its consumer;
+* ``POST /jobs/{id}/redrive`` sends a finished job's dead letters back and reruns its consumer,
+  ``POST /jobs/{id}/rerun-failed`` runs a finished job's failed pages again (both in ``repair``);
 * ``GET /`` is the progress page that Airflow's navigation embeds (``external_views``).
 
 The routes are in ``routes``, their dependencies (authorization, settings, clients) in
@@ -46,6 +47,7 @@ def create_app() -> FastAPI:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from api_poller.jobs_api.page import PAGE_TITLE
+    from api_poller.jobs_api.repair import router as repair_router
     from api_poller.jobs_api.routes import router
 
     app = FastAPI(
@@ -56,6 +58,7 @@ def create_app() -> FastAPI:
         openapi_url=None,  # served below, behind authentication
     )
     app.include_router(router)
+    app.include_router(repair_router)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_errors(request: Request, exc: StarletteHTTPException) -> Response:

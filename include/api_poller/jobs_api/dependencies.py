@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, Select, or_, select
 
 from api_poller import names
 from api_poller.aws.clients import SqsClient
+from api_poller.jobs_api.models import JobActions
 from api_poller.settings import PollerSettings, load_settings
 
 DAG_ID = names.POLLER_DAG_ID
@@ -64,11 +65,34 @@ class DagAccess:
         """403 unless the user may ``method`` the DAG's ``entity`` (Airflow's own check)."""
         requires_access_dag(method, entity, param_dag_id=dag_id)(self.request, self.user)
 
+    def allows(self, method: ResourceMethod, entity: DagAccessEntity, dag_id: str) -> bool:
+        """Whether :meth:`require` would let the user through (the page shows only those actions)."""
+        try:
+            self.require(method, entity, dag_id)
+        except HTTPException as exc:
+            if exc.status_code == status.HTTP_403_FORBIDDEN:
+                return False
+            raise
+        return True
+
     def readable_dag_ids(self) -> set[str]:
         """The DAGs whose runs the user may read."""
         from airflow.api_fastapi.app import get_auth_manager
 
         return get_auth_manager().get_authorized_dag_ids(user=self.user, method="GET")
+
+
+# Each action needs Airflow's own permission for what it does to the job's DAG.
+START_RUNS: tuple[ResourceMethod, DagAccessEntity] = ("POST", DagAccessEntity.RUN)  # replay, redrive
+CLEAR_TASKS: tuple[ResourceMethod, DagAccessEntity] = ("PUT", DagAccessEntity.TASK_INSTANCE)  # rerun failed
+
+
+def job_actions(access: DagAccess, dag_id: str) -> JobActions:
+    """The actions the user may take on a job of ``dag_id`` (the page shows their buttons)."""
+    may_start_runs = access.allows(*START_RUNS, dag_id)
+    return JobActions(
+        Replay=may_start_runs, Redrive=may_start_runs, RerunFailed=access.allows(*CLEAR_TASKS, dag_id)
+    )
 
 
 def get_dag_access(request: Request, user: GetUserDep) -> DagAccess:

@@ -183,8 +183,17 @@ class FailedReason(BaseModel):
     Sample: list[str] = Field(description="Up to 5 of those pages' ids, in page order.")
 
 
+class JobActions(BaseModel):
+    """What the requesting user may do with the job, as Airflow's auth manager answers for its DAG
+    (whether the job's state allows it now is the action route's answer)."""
+
+    Replay: bool = Field(description="May start a new job with this conf (create runs of the DAG).")
+    Redrive: bool = Field(description="May redrive the job's dead letters (create runs of the DAG).")
+    RerunFailed: bool = Field(description="May rerun the failed pages (clear the DAG's task instances).")
+
+
 class JobDetail(JobProgress):
-    """``GET /jobs/{id}``: the progress, and why the job failed, in words."""
+    """``GET /jobs/{id}``: the progress, why the job failed, in words, and what the user may do."""
 
     Error: str | None = Field(
         default=None, description="Why the plan step failed (bad URL, refused host, bad metadata...)."
@@ -192,6 +201,7 @@ class JobDetail(JobProgress):
     FailedReasons: list[FailedReason] = Field(
         default_factory=list, description="The FailedToComplete pages grouped by reason, most pages first."
     )
+    Actions: JobActions = Field(description="The actions the requesting user may take on the job.")
 
 
 class JobList(BaseModel):
@@ -253,3 +263,24 @@ class JobRedriven(BaseModel):
         description="Pages whose dead letter SQS refused to send back, with the reason: still in the DLQ."
     )
     ClearedTasks: int = Field(description="Task instances cleared (the consumer and what follows it).")
+
+
+class JobRerun(BaseModel):
+    """``POST /jobs/{id}/rerun-failed`` answer: what runs again, in the same job."""
+
+    JobId: str
+    Pages: list[str] = Field(
+        description="The pages that run again: fetched again (their fetch task was cleared) or "
+        "processed again (their dead letter was moved back)."
+    )
+    FetchTasks: list[int] = Field(
+        description="The fetch_pages map indexes cleared (their pages are fetched again)."
+    )
+    Moved: list[str] = Field(description="Pages whose dead letter went back to the processing queue.")
+    Failed: dict[str, str] = Field(
+        description="Pages whose dead letter SQS refused to send back, with the reason: still in the DLQ "
+        "(their fetch task is cleared instead, which announces the saved page again)."
+    )
+    ClearedTasks: int = Field(
+        description="Task instances cleared: those fetch tasks, the consumer and what follows it."
+    )

@@ -1,14 +1,18 @@
-"""The job API's routes: start, list, read, replay and redrive jobs, and the progress page.
+"""The job API's routes: start, list, read and replay jobs, and the progress page.
 
 A job is a run of a poller DAG: the free-URL ``api_poller`` DAG, or a source's
 ``api_poller__<name>``. Runs are created by Airflow's own trigger function
 (``airflow.api.common.trigger_dag``: the run id, the conf validated against the DAG's Params,
-the triggering user, state queued) and redriven tasks are cleared by the DAG's own ``clear``.
+the triggering user, state queued); a replay asked with an ``Idempotency-Key`` gets a run id
+derived from it, so a repeated request finds the first replay instead of starting another.
+Repairing a job in its own run (redrive, rerun of the failed pages) is in ``repair``.
 Every route checks the user's access to the job's own DAG.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -24,11 +28,8 @@ from airflow.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidation
 from airflow.models.dag import DagModel
 from airflow.models.dagbag import DBDagBag
 from airflow.models.dagrun import DagRun
-from airflow.serialization.definitions.dag import SerializedDAG
-from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType
-from botocore.exceptions import BotoCoreError, ClientError
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
@@ -39,18 +40,18 @@ from sqlalchemy.orm import Session
 from api_poller import names
 from api_poller.adapters.progress import load_job_progress, load_page_statuses, load_plan, load_plan_error
 from api_poller.adapters.source_params import NESTED_PARAMS, SETTING_NAMES
-from api_poller.aws.resources import queue_url
 from api_poller.core.errors import InvalidJobRequest
 from api_poller.core.job_request import URL
 from api_poller.core.lifecycle import PROGRESS_FIELDS
 from api_poller.jobs_api.dependencies import (
     DAG_ID,
+    START_RUNS,
     DagAccess,
     DagAccessDep,
     DagBagDep,
     JobRun,
     SettingsDep,
-    SqsDep,
+    job_actions,
     job_runs,
     json_post_only,
     optional_user,
@@ -64,27 +65,29 @@ from api_poller.jobs_api.models import (
     JobList,
     JobPages,
     JobProgress,
-    JobRedriven,
     JobRequestBase,
     JobRequestBody,
     JobStarted,
     JobTimeline,
+    PageDetail,
     SourceJobRequestBody,
 )
 from api_poller.jobs_api.page import (
-    ACTIVE_RUN_STATES,
     DEFAULT_LIST_LIMIT,
     URL_PREFIX,
     render_page,
     run_path,
 )
 from api_poller.jobs_api.page_details import page_details, planned_pages
-from api_poller.operations.redrive import redrive_dead_letters
 from api_poller.operations.retention.expiry import has_status, job_expired
 from api_poller.partner.connection import check_job_url
 from api_poller.settings import PollerSettings
 
 MAX_LIST_LIMIT = 100
+PAGE_ID = re.compile(r"page-\d{6,12}")  # ``core.planning.page_id``: zero-padded page numbers
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # printable ASCII, no spaces
+REPLAYED_HEADER = "Idempotent-Replayed"  # set on the answer to a repeated key
 DEFAULT_PAGE_LIMIT = 100  # pages per /tasks answer without ?limit=
 MAX_PAGE_LIMIT = 1000
 PAGE_STATES = (*PROGRESS_FIELDS, PENDING)  # what /tasks?state= filters by
@@ -144,8 +147,12 @@ def list_jobs(
     return JobList(Jobs=[progress_of(run, session, settings) for run in runs])
 
 
-@router.get("/jobs/{job_id}", response_model=JobDetail, summary="A job's progress, and why it failed")
-def get_job(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobDetail:
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobDetail,
+    summary="A job's progress, why it failed, and the actions the user may take",
+)
+def get_job(run: JobRun, session: SessionDep, settings: SettingsDep, access: DagAccessDep) -> JobDetail:
     statuses = load_page_statuses(run.dag_id, run.run_id, session)  # read once, for both parts
     progress = progress_of(run, session, settings, statuses)
     if progress.Expired:
@@ -155,6 +162,7 @@ def get_job(run: JobRun, session: SessionDep, settings: SettingsDep) -> JobDetai
             **progress.model_dump(),
             "Error": load_plan_error(run.dag_id, run.run_id, session),
             "FailedReasons": failed_reasons(statuses),
+            "Actions": job_actions(access, run.dag_id),
         }
     )
 
@@ -212,6 +220,42 @@ def get_job_pages(
     )
 
 
+def valid_page_id(
+    page_id: Annotated[str, Path(description="A page's id, as in /tasks: page-000042.")],
+) -> str:
+    if len(page_id) > 32 or not PAGE_ID.fullmatch(page_id):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{page_id[:32]!r} is not a page id: page ids look like page-000042 (see /tasks)",
+        )
+    return page_id
+
+
+@router.get("/jobs/{job_id}/tasks/{page_id}", response_model=PageDetail, summary="One page of a job")
+def get_job_page(
+    run: JobRun,
+    session: SessionDep,
+    settings: SettingsDep,
+    access: DagAccessDep,
+    page_id: Annotated[str, Depends(valid_page_id)],
+) -> PageDetail:
+    planned, statuses = readable_pages(run, session, settings, access)
+    if page_id not in planned and page_id not in statuses:
+        pages = sorted(set(planned) | set(statuses))
+        has = f"its pages are {pages[0]} .. {pages[-1]}" if pages else "it has no pages (yet)"
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"Page {page_id!r} not found in job {run.run_id!r}: {has}"
+        )
+    [page] = page_details(
+        run.run_id,
+        {page_id: planned[page_id]} if page_id in planned else {},
+        {page_id: statuses[page_id]} if page_id in statuses else {},
+        settings.raw_bucket,
+        settings.processed_bucket,
+    )
+    return page
+
+
 @router.get(
     "/jobs/{job_id}/timeline",
     response_model=JobTimeline,
@@ -250,15 +294,22 @@ def loaded_dag(dag_id: str, session: Session) -> DagModel:
 
 
 def start_job(
-    dag_id: str, conf: dict[str, Any], user: BaseUser, session: Session, note: str | None = None
+    dag_id: str,
+    conf: dict[str, Any],
+    user: BaseUser,
+    session: Session,
+    note: str | None = None,
+    run_id: str | None = None,
 ) -> DagRun:
-    """A manual run of the DAG, made by Airflow's own trigger function."""
+    """A manual run of the DAG, made by Airflow's own trigger function (``run_id``: Airflow's own
+    otherwise)."""
     loaded_dag(dag_id, session)
     try:
         run = trigger_dag(
             dag_id,
             triggered_by=DagRunTriggeredByType.REST_API,
             triggering_user_name=user.get_name(),
+            run_id=run_id,
             conf=conf,
             session=session,
         )
@@ -281,6 +332,17 @@ def start_job(
         run.note = (note, user.get_id())  # the note's author, as the REST API records it
         session.flush()
     return run
+
+
+def replay_run_id(run: DagRun, idempotency_key: str) -> str:
+    """The run id of the replay of ``run`` asked for with ``idempotency_key``: the same key gives
+    the same id, so the database's unique run id refuses a second replay (even a concurrent one)."""
+    digest = hashlib.sha256("\0".join((run.dag_id, run.run_id, idempotency_key)).encode()).hexdigest()
+    return f"replay__{digest[:32]}"
+
+
+def find_run(dag_id: str, run_id: str, session: Session) -> DagRun | None:
+    return session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
 
 
 def started(run: DagRun, response: Response, request: Request, replay_of: str | None = None) -> JobStarted:
@@ -410,8 +472,23 @@ def replay_job(
     settings: SettingsDep,
     request: Request,
     response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_HEADER,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="A key of the client's choosing (a UUID per confirmation, say): a repeated "
+            "replay of the same job with the same key answers 200 with the replay the first one "
+            "started, instead of starting another.",
+        ),
+    ] = None,
 ) -> JobStarted:
-    access.require("POST", DagAccessEntity.RUN, run.dag_id)
+    access.require(*START_RUNS, run.dag_id)
+    replay_id = replay_run_id(run, idempotency_key) if idempotency_key else None
+    if replay_id and (earlier := find_run(run.dag_id, replay_id, session)):
+        response.status_code = status.HTTP_200_OK
+        response.headers[REPLAYED_HEADER] = "true"
+        return started(earlier, response, request, replay_of=run.run_id)
     conf = dict(run.conf or {})
     # The free-URL DAG: its URL is checked again now (without one, its default URL applies and the
     # plan step checks it). A source's conf is checked by its DAG's Params and its plan step.
@@ -422,64 +499,8 @@ def replay_job(
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"Job {run.run_id!r} cannot be replayed: {exc}"
             ) from None
-    replay = start_job(run.dag_id, conf, user, session, note=f"Replay of job {run.run_id}")
+    replay = start_job(run.dag_id, conf, user, session, note=f"Replay of job {run.run_id}", run_id=replay_id)
     return started(replay, response, request, replay_of=run.run_id)
-
-
-# -- redriving --------------------------------------------------------------------------------------
-
-
-def processing_tasks(run: DagRun, session: Session, dag_bag: DBDagBag) -> tuple[SerializedDAG, list[str]]:
-    """The run's DAG and the task ids a redrive clears: the consumer and what follows it."""
-    dag = dag_bag.get_dag_for_run(run, session=session)
-    if dag is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"The {run.dag_id} DAG of this run is not loaded"
-        )
-    subset = dag.partial_subset(
-        task_ids=[names.CONSUME_TASK_ID], include_downstream=True, include_upstream=False
-    )
-    return dag, list(subset.task_dict)
-
-
-@router.post(
-    "/jobs/{job_id}/redrive",
-    response_model=JobRedriven,
-    dependencies=[json_post_only],
-    summary="Send a finished job's dead letters back to processing and rerun its consumer",
-)
-def redrive_job(
-    run: JobRun,
-    session: SessionDep,
-    settings: SettingsDep,
-    sqs: SqsDep,
-    dag_bag: DagBagDep,
-    access: DagAccessDep,
-) -> JobRedriven:
-    access.require("POST", DagAccessEntity.RUN, run.dag_id)
-    if run.state in ACTIVE_RUN_STATES:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"Job {run.run_id!r} is still {run.state}: redrive its dead letters once it has finished",
-        )
-    # The DAG first: nothing is moved unless the consumer can be cleared afterwards.
-    dag, task_ids = processing_tasks(run, session, dag_bag)
-    try:
-        result = redrive_dead_letters(
-            sqs,
-            queue_url(sqs, settings.dead_letter_queue_name),
-            queue_url(sqs, settings.queue_name),
-            run.run_id,
-        )
-    except (RuntimeError, BotoCoreError, ClientError) as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"SQS is not usable: {exc}") from exc
-    # Nothing moved, nothing to process again: the run is left as it is.
-    cleared = 0
-    if result.moved:  # Airflow's own clear; the run is queued again
-        cleared = dag.clear(
-            task_ids=task_ids, run_id=run.run_id, dag_run_state=DagRunState.QUEUED, session=session
-        )
-    return JobRedriven(JobId=run.run_id, Moved=result.moved, Failed=result.failed, ClearedTasks=cleared)
 
 
 # -- the progress page ------------------------------------------------------------------------------

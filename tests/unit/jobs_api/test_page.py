@@ -29,9 +29,13 @@ def test_the_embedded_configuration_cannot_close_its_script_element():
     assert embedded_config(html)["apiBase"] == "/x</script><script>alert(1)</script>"
 
 
-def test_the_page_has_a_redrive_button_that_asks_first():
+def test_the_page_acts_only_as_the_job_detail_allows_after_asking_first():
+    """The buttons themselves are driven in a browser (tests/integration/test_jobs_api.py)."""
     html = render_page("", "")
-    assert "/redrive" in html and "confirm(" in html
+    for action, allowed in (("rerun-failed", "RerunFailed"), ("redrive", "Redrive"), ("replay", "Replay")):
+        assert f'name: "{action}", allowed: "{allowed}"' in html
+    assert "job.Actions[action.allowed]" in html and "window.confirm(" in html
+    assert 'headers["Idempotency-Key"]' in html
 
 
 def test_a_run_path_quotes_the_run_id():

@@ -177,7 +177,7 @@ def test_a_bad_job_request_is_422_naming_the_field(jobs_api: JobsApi, body, fiel
 
 def test_a_cookie_authenticated_post_must_be_json(jobs_api: JobsApi):
     """Without a bearer token (the UI's cookie), a cross-site form cannot start or redrive jobs."""
-    for path in ("/jobs", "/jobs/some-job/replay", "/jobs/some-job/redrive"):
+    for path in ("/jobs", "/jobs/some-job/replay", "/jobs/some-job/redrive", "/jobs/some-job/rerun-failed"):
         headers = {"Content-Type": "text/plain", "Authorization": ""}  # the cookie, no token
         answer = jobs_api.client.post(path, content=b"url=x", headers=headers)
         assert answer.status_code == 415, (path, answer.json())
@@ -233,7 +233,15 @@ def test_tasks_lists_the_planned_pages_with_their_states(jobs_api: JobsApi):
 
 @pytest.mark.parametrize(
     ("method", "suffix"),
-    [("GET", ""), ("GET", "/tasks"), ("GET", "/timeline"), ("POST", "/replay"), ("POST", "/redrive")],
+    [
+        ("GET", ""),
+        ("GET", "/tasks"),
+        ("GET", "/tasks/page-000000"),
+        ("GET", "/timeline"),
+        ("POST", "/replay"),
+        ("POST", "/redrive"),
+        ("POST", "/rerun-failed"),
+    ],
 )
 def test_an_unknown_job_is_404(jobs_api: JobsApi, method: str, suffix: str):
     answer = jobs_api.client.request(method, job_path("no-such-job", suffix))
@@ -246,7 +254,15 @@ def test_an_unknown_job_is_404(jobs_api: JobsApi, method: str, suffix: str):
 
 @pytest.mark.parametrize(
     ("method", "suffix"),
-    [("GET", ""), ("GET", "/tasks"), ("GET", "/timeline"), ("POST", "/replay"), ("POST", "/redrive")],
+    [
+        ("GET", ""),
+        ("GET", "/tasks"),
+        ("GET", "/tasks/page-000000"),
+        ("GET", "/timeline"),
+        ("POST", "/replay"),
+        ("POST", "/redrive"),
+        ("POST", "/rerun-failed"),
+    ],
 )
 @pytest.mark.parametrize(
     ("job_id", "message"),
@@ -272,6 +288,8 @@ def test_the_openapi_document_lists_the_routes(jobs_api: JobsApi):
         "/jobs/{job_id}/timeline",
         "/jobs/{job_id}/replay",
         "/jobs/{job_id}/redrive",
+        "/jobs/{job_id}/rerun-failed",
+        "/jobs/{job_id}/tasks/{page_id}",
     }
 
 
@@ -462,7 +480,13 @@ def test_a_user_sees_and_starts_only_jobs_of_dags_they_may_use(jobs_api: JobsApi
     jobs_api.allowed.readable = jobs_api.allowed.startable = {"api_poller"}
     listed = [job["JobId"] for job in jobs_api.client.get("/jobs?limit=100").json()["Jobs"]]
     assert seed_job in listed and demo_job not in listed
-    for method, suffix in [("GET", ""), ("GET", "/tasks"), ("POST", "/replay"), ("POST", "/redrive")]:
+    for method, suffix in [
+        ("GET", ""),
+        ("GET", "/tasks"),
+        ("POST", "/replay"),
+        ("POST", "/redrive"),
+        ("POST", "/rerun-failed"),
+    ]:
         assert jobs_api.client.request(method, job_path(demo_job, suffix)).status_code == 403, suffix
     assert jobs_api.client.post("/jobs", json={"source": "demo"}).status_code == 403
     assert jobs_api.client.get(job_path(seed_job)).status_code == 200

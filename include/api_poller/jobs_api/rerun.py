@@ -1,0 +1,110 @@
+"""Which fetch tasks a rerun of a job's failed pages clears, from what the job recorded.
+
+A page is fetched by one ``fetch_pages`` map index (its batch, or a source's walk) and processed by
+the consumer. To run a failed page again in the same job, its fetch task is cleared (the new try
+skips the pages already saved or processed, see ``pipeline.fetch``), unless its dead letter was
+moved back to the processing queue: then the consumer alone processes it again. A fetch task that
+failed as a whole (it crashed after its retries) is cleared too: its pages never finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from api_poller import names
+from api_poller.core.lifecycle import PageState
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class FetchRerun:
+    """The fetch map indexes to clear and the pages they fetch again."""
+
+    map_indexes: list[int]
+    pages: list[str]
+
+
+def failed_pages(statuses: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The job's FailedToComplete pages, in page order."""
+    failed = PageState.FAILED_TO_COMPLETE
+    return sorted(page for page, record in statuses.items() if record.get("state") == failed)
+
+
+def fetch_owner(
+    page: str, fetch_records: Mapping[int, Mapping[str, Any]], planned: Mapping[str, Mapping[str, Any]]
+) -> int | None:
+    """The fetch map index that fetches ``page``: the one that recorded it (a walk's pages are only
+    known that way), else the plan's; None if neither knows it."""
+    for map_index, records in sorted(fetch_records.items()):
+        if page in records:
+            return map_index
+    owner = planned.get(page, {}).get("FetchMapIndex")
+    return owner if isinstance(owner, int) else None
+
+
+def fetch_rerun(
+    failed: Collection[str],
+    redriven: Collection[str],
+    failed_fetch_tasks: Collection[int],
+    fetch_records: Mapping[int, Mapping[str, Any]],
+    planned: Mapping[str, Mapping[str, Any]],
+    statuses: Mapping[str, Mapping[str, Any]],
+) -> FetchRerun:
+    """The fetch tasks owning the failed pages not ``redriven``, and those that failed as a whole,
+    with the pages they fetch again (the failed ones, and a failed task's unfinished ones)."""
+    indexes = set(failed_fetch_tasks)
+    for page in failed:
+        owner = fetch_owner(page, fetch_records, planned)
+        if page not in redriven and owner is not None:
+            indexes.add(owner)
+    pages = [
+        page
+        for page in sorted(set(planned) | set(statuses))
+        if page not in redriven
+        and statuses.get(page, {}).get("state") != PageState.SUCCESSFULLY_COMPLETED
+        and fetch_owner(page, fetch_records, planned) in indexes
+    ]
+    return FetchRerun(sorted(indexes), pages)
+
+
+# -- what the run recorded (Airflow's metadata database) -----------------------------------------------
+
+
+def load_fetch_records(dag_id: str, run_id: str, session: Session) -> dict[int, dict[str, Any]]:
+    """Each fetch map index's page records (its ``page_status`` XCom)."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    rows = session.execute(
+        select(XComModel.map_index, XComModel.value).where(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id == run_id,
+            XComModel.task_id == names.FETCH_TASK,
+            XComModel.key == names.STATUS_KEY,
+        )
+    )
+    return {row.map_index: XComModel.deserialize_value(row) or {} for row in rows}
+
+
+def load_failed_fetch_tasks(dag_id: str, run_id: str, session: Session) -> list[int]:
+    """The fetch map indexes that failed as a whole (or never ran because their upstream failed)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    failed = (TaskInstanceState.FAILED, TaskInstanceState.UPSTREAM_FAILED)
+    return sorted(
+        session.scalars(
+            select(TaskInstance.map_index).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.task_id == names.FETCH_TASK,
+                TaskInstance.state.in_(failed),
+                TaskInstance.map_index >= 0,
+            )
+        )
+    )
