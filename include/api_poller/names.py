@@ -21,6 +21,8 @@ PROCESS_GROUP = "process"
 CONSUME_TASK = "consume_page_messages"
 CONSUME_TASK_ID = f"{PROCESS_GROUP}.{CONSUME_TASK}"  # the full id, inside its task group
 REPORT_TASK = "report"
+# The run's last step (a teardown): the job's outcome, its metrics, a source's alert.
+END_OF_JOB_TASK = "end_of_job"
 # Tasks that publish page statuses (every map index of each).
 STATUS_TASK_IDS = (FETCH_TASK, CONSUME_TASK_ID)
 
