@@ -76,8 +76,16 @@ def end_of_job(settings: PollerSettings, source: str, alerts: AlertsSpec | None 
     def end_of_job() -> str:
         """Decide the job's outcome, send its metrics and, if the source asks, one alert."""
         from api_poller.adapters.alerts import send_alert
+        from api_poller.core.lifecycle import merge_page_statuses, summarize
         from api_poller.observability.metrics import JobMetrics
-        from api_poller.pipeline.outcome import JobEnd, alert_message, alert_subject, decide_outcome
+        from api_poller.pipeline.outcome import (
+            JobEnd,
+            alert_message,
+            alert_subject,
+            decide_outcome,
+            failed_pages_of,
+        )
+        from api_poller.pipeline.report import published_statuses
 
         context = get_current_context()
         ti = context["ti"]
@@ -88,6 +96,9 @@ def end_of_job(settings: PollerSettings, source: str, alerts: AlertsSpec | None 
         log.info("job %s ended %s (failed steps: %s)", ti.run_id, outcome, ", ".join(failed) or "none")
         if alerts is None or outcome not in alerts.on:
             return outcome
+        # The pages' own statuses (fetch and consumer merged), as the job API shows them.
+        latest = merge_page_statuses(published_statuses(ti))
+        total = int(((summary or {}).get("progress") or {}).get("Total") or len(latest))
         end = JobEnd(
             job_id=ti.run_id,
             dag_id=ti.dag_id,
@@ -96,6 +107,8 @@ def end_of_job(settings: PollerSettings, source: str, alerts: AlertsSpec | None 
             summary=summary,
             plan_error=ti.xcom_pull(task_ids=names.PLAN_TASK, key=names.PLAN_ERROR_KEY),
             failed_tasks=failed,
+            failed_pages=failed_pages_of(latest, summary),
+            progress=summarize(latest, total) if latest else {},
             links=job_links(ti.dag_id, ti.run_id),
         )
         send_alert(

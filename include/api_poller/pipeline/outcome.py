@@ -40,6 +40,28 @@ def decide_outcome(summary: Mapping[str, Any] | None, failed_tasks: Sequence[str
     return FAILED if failed_tasks else COMPLETE
 
 
+MISSING_OUTPUT = "no output was written for it (the report found it missing)"
+
+
+def failed_pages_of(
+    latest: Mapping[str, Mapping[str, Any]], summary: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """Each failed page and why: the FailedToComplete pages of the run's page statuses (the fetch
+    tasks' and the consumer's, merged), then pages the report's reconciliation found without
+    output, then the summary's own list."""
+    failed = {
+        page: str(record.get("reason") or "unknown")
+        for page, record in latest.items()
+        if record.get("state") == "FailedToComplete"
+    }
+    reconciliation = (summary or {}).get("reconciliation") or {}
+    for page in reconciliation.get("pagesMissing") or []:
+        failed.setdefault(str(page), MISSING_OUTPUT)
+    for page, reason in ((summary or {}).get("failedPages") or {}).items():
+        failed.setdefault(str(page), str(reason))
+    return failed
+
+
 def reason_group(reason: str) -> str:
     """A failed page's reason with what differs from page to page (query strings, page ids) left
     out, so that pages failed for one reason are listed together."""
@@ -69,6 +91,9 @@ class JobEnd:
     summary: Mapping[str, Any] | None = None
     plan_error: str | None = None
     failed_tasks: tuple[str, ...] = ()
+    # Pages given up on, and why (``failed_pages_of``); the pages by state (the progress document).
+    failed_pages: Mapping[str, str] = field(default_factory=dict)
+    progress: Mapping[str, int] = field(default_factory=dict)
     # Where to look: name -> URL (the progress page, the job in the job API, the run in Airflow).
     links: Mapping[str, str] = field(default_factory=dict)
 
@@ -88,11 +113,14 @@ def alert_message(end: JobEnd) -> str:
     if end.plan_error:
         lines += [f"The plan failed: {_cut(end.plan_error, MAX_REASON_CHARS * 2)}", ""]
     summary = end.summary or {}
-    if summary:
-        progress = summary.get("progress") or {}
+    progress = end.progress or summary.get("progress") or {}
+    if progress:
         lines.append(
             f"Pages: {progress.get('SuccessfullyCompleted', 0)} of {progress.get('Total', 0)} completed, "
-            f"{progress.get('FailedToComplete', 0)} failed. "
+            f"{progress.get('FailedToComplete', 0)} failed."
+        )
+    if summary:
+        lines.append(
             f"Records written: {summary.get('recordsWritten', 0)} of {summary.get('totalRecords', 0)}."
         )
         reconciliation = summary.get("reconciliation") or {}
@@ -100,7 +128,7 @@ def alert_message(end: JobEnd) -> str:
         if isinstance(walk, Mapping) and not walk.get("complete"):
             ending = f"{walk.get('stop_reason')} {walk.get('stop_detail') or ''}".rstrip()
             lines.append(f"The walk ended early: {ending}")
-    failed = summary.get("failedPages") or {}
+    failed = end.failed_pages
     if failed:
         groups = group_failed_pages(failed)
         lines += ["", f"Failed pages ({len(failed)}), by reason:"]
