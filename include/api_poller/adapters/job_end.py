@@ -45,6 +45,12 @@ def failed_steps(ti: RuntimeTaskInstanceProtocol) -> tuple[str, ...]:
     return tuple(sorted(failed))
 
 
+def from_the_report_on(ti: RuntimeTaskInstanceProtocol) -> set[str]:
+    """The report and the steps after it: the ones whose failure fails a complete job."""
+    dag = ti.task.dag
+    return {names.REPORT_TASK, *dag.get_task(names.REPORT_TASK).get_flat_relative_ids(upstream=False)}
+
+
 def job_links(dag_id: str, run_id: str) -> dict[str, str]:
     """Where to look at the job: the progress page, the job in the job API, the run in Airflow.
     Absolute with ``[api] base_url`` set, else paths on the Airflow server."""
@@ -91,7 +97,8 @@ def end_of_job(settings: PollerSettings, source: str, alerts: AlertsSpec | None 
         ti = context["ti"]
         summary = ti.xcom_pull(task_ids=names.REPORT_TASK, key=names.SUMMARY_KEY)
         failed = failed_steps(ti)
-        outcome = decide_outcome(summary, failed)
+        after_report = from_the_report_on(ti)
+        outcome = decide_outcome(summary, [step for step in failed if step in after_report])
         JobMetrics(source).job_finished(outcome, _seconds_since(context["dag_run"].start_date))
         log.info("job %s ended %s (failed steps: %s)", ti.run_id, outcome, ", ".join(failed) or "none")
         if alerts is None or outcome not in alerts.on:

@@ -2,8 +2,9 @@
 
 * **complete**: the report's summary says complete and no step of the run failed;
 * **incomplete**: the report ran and found failed pages or missing records;
-* **failed**: there is no summary (the plan failed, or the report step itself), or a step failed
-  although the summary was complete (a step after the report, say).
+* **failed**: there is no summary (the plan failed, or the report step itself), or the report or a
+  step after it failed although the summary was complete (a fetch task that failed before the
+  consumer processed its pages anyway does not count: the report saw the job whole).
 
 The alert's text is built here, without Airflow: the job, its outcome, the plan's error, the failed
 pages grouped by reason and the links to follow. It is bounded (``MAX_REASONS`` groups, page ids
@@ -20,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from api_poller.core.lifecycle import PageState
+
 COMPLETE, INCOMPLETE, FAILED = "complete", "incomplete", "failed"
 
 MAX_REASONS = 10
@@ -29,18 +32,17 @@ MAX_SUBJECT_CHARS = 100  # SNS's limit for a subject
 _QUERY = re.compile(r"\?[^\s'\"]*")
 _PAGE_ID = re.compile(r"\bpage-\d+\b")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+MISSING_OUTPUT = "no output was written for it (the report found it missing)"
 
 
-def decide_outcome(summary: Mapping[str, Any] | None, failed_tasks: Sequence[str]) -> str:
-    """complete, incomplete or failed (see the module's docstring)."""
+def decide_outcome(summary: Mapping[str, Any] | None, failed_from_the_report_on: Sequence[str]) -> str:
+    """complete, incomplete or failed (see the module's docstring); ``failed_from_the_report_on``:
+    the report and the steps after it that failed."""
     if not summary:
         return FAILED
     if not summary.get("complete"):
         return INCOMPLETE
-    return FAILED if failed_tasks else COMPLETE
-
-
-MISSING_OUTPUT = "no output was written for it (the report found it missing)"
+    return FAILED if failed_from_the_report_on else COMPLETE
 
 
 def failed_pages_of(
@@ -52,7 +54,7 @@ def failed_pages_of(
     failed = {
         page: str(record.get("reason") or "unknown")
         for page, record in latest.items()
-        if record.get("state") == "FailedToComplete"
+        if record.get("state") == PageState.FAILED_TO_COMPLETE
     }
     reconciliation = (summary or {}).get("reconciliation") or {}
     for page in reconciliation.get("pagesMissing") or []:
