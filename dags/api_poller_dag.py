@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import TaskGroup, dag, get_current_context, task
 
 from api_poller import names
+from api_poller.adapters.job_end import end_of_job
 from api_poller.adapters.task_support import (
     aws_clients,
     consume_page_messages,
@@ -77,6 +78,7 @@ def api_poller() -> None:
         batch: list[dict[str, int]], url: str, concurrency_per_task: int, queue_url: str
     ) -> dict[str, Any]:
         """Fetch this batch of pages concurrently into the raw bucket; enqueue each page saved."""
+        from api_poller.adapters.lineage import report_fetch_lineage
         from api_poller.core.planning import PageTask
         from api_poller.pipeline.fetch import fetch_batch
 
@@ -85,6 +87,10 @@ def api_poller() -> None:
         # map_index_template renders from the context, extra keys included (Airflow's documented way
         # to name a mapped task); the Context TypedDict lists only Airflow's own keys.
         context["page_range"] = f"{pages[0].page_id} .. {pages[-1].page_id}"  # type: ignore[typeddict-unknown-key]
+        report_fetch_lineage(
+            url, conn_id=settings.partner_api_conn_id or None, raw_bucket=settings.raw_bucket,
+            job_id=context["run_id"], aws_conn_id=settings.aws_conn_id,
+        )  # fmt: skip
         s3, sqs = aws_clients(settings)
         return fetch_batch(
             settings, job_id=context["run_id"], url=url, pages=pages, concurrency=concurrency_per_task,
@@ -115,6 +121,8 @@ def api_poller() -> None:
     [resources, job] >> consumed
     fetched >> consumed >> reported
     fetched >> reported
+    # The run's last step: the job's outcome and its metrics (no alerts: those are a source's).
+    reported >> end_of_job(settings, names.POLLER_DAG_ID)
 
 
 api_poller()

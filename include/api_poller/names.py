@@ -23,6 +23,8 @@ CONSUME_TASK_ID = f"{PROCESS_GROUP}.{CONSUME_TASK}"  # the full id, inside its t
 REPORT_TASK = "report"
 # Source DAGs only: after report, a complete job's snapshot is published (an Asset event).
 PUBLISH_TASK = "publish"
+# The run's last step (a teardown): the job's outcome, its metrics, a source's alert.
+END_OF_JOB_TASK = "end_of_job"
 # Tasks that publish page statuses (every map index of each).
 STATUS_TASK_IDS = (FETCH_TASK, CONSUME_TASK_ID)
 

@@ -46,6 +46,11 @@ BROKEN = {
     "bad_schedule.yaml": {**WALKED, "name": "bad_schedule", "schedule": "61 * * * *"},
     "same_name_as_a_setting.yaml": {**WALKED, "name": "clash", "overridable_params": ["concurrency"]},
     "tiny_files.yaml": {**WALKED, "name": "tiny_files", "output": {"target_file_size_mb": 0}},
+    "unknown_notifier.yaml": {
+        **WALKED,
+        "name": "unknown_notifier",
+        "alerts": {"notifier": {"type": "custom", "class": "acme.notifications.PagerNotifier"}},
+    },
 }
 
 
@@ -79,10 +84,14 @@ def test_broken_source_files_are_one_import_error_naming_each_file_and_field(bag
     message = bag.import_errors[file]
     assert "unknown_paginator.yaml: paginator.type: unknown paginator 'offest'" in message
     assert "bad_schedule.yaml: schedule: '61 * * * *'" in message
+    assert (
+        "unknown_notifier.yaml: alerts.notifier.class: cannot import 'acme.notifications.PagerNotifier'"
+        in message
+    )
     assert "same_name_as_a_setting.yaml: overridable_params[0]" in message
     assert "not_yaml.yaml: is not valid YAML at line" in message
     assert "tiny_files.yaml: output.target_file_size_mb: must be between 1 and 5120, got 0" in message
-    assert "5 source file(s)" in message
+    assert "6 source file(s)" in message
 
 
 def test_the_example_consumer_is_scheduled_on_every_valid_sources_snapshots_and_starts_paused(
@@ -189,3 +198,14 @@ def test_the_default_sources_folder_ships_without_sources() -> None:
     folder = ROOT / "dags" / "sources"
     assert (folder / "README.md").is_file()
     assert not list(folder.glob("*.yaml")) and not list(folder.glob("*.yml"))
+
+
+def test_the_last_step_is_a_teardown_after_every_other_so_the_run_still_fails_on_the_report(bag: Any) -> None:
+    for dag_id in ("api_poller", "api_poller__acme_orders", "api_poller__acme_events"):
+        dag = bag.dags[dag_id]
+        last = dag.task_dict[names.END_OF_JOB_TASK]
+        assert last.is_teardown and last.retries == 0  # a retry could send a second alert
+        assert [task.task_id for task in dag.leaves] == [names.END_OF_JOB_TASK]
+        # A source's publish step follows its report; the seed DAG ends with the report.
+        before_last = names.REPORT_TASK if dag_id == "api_poller" else names.PUBLISH_TASK
+        assert sorted(last.upstream_task_ids) == [before_last]

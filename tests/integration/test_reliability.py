@@ -137,7 +137,7 @@ def test_a_dead_lettered_page_is_accounted_for_then_redriven_to_completion(stack
     assert redrive.main(["--job-id", run, "--airflow-url", airflow.base_url], credentials) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["Moved"] == ["page-000001"] and answer["Failed"] == {}
-    assert answer["ClearedTasks"] == 2  # the consumer and the report
+    assert answer["ClearedTasks"] == 3  # the consumer, the report and end_of_job
     assert airflow.wait_for_run("api_poller", run, timeout=300) == "success"
 
     summary = summary_of(airflow, run)

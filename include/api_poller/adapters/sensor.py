@@ -21,7 +21,9 @@ from airflow.sdk.types import RuntimeTaskInstanceProtocol
 from botocore.config import Config
 
 from api_poller import names
+from api_poller.adapters.lineage import report_consume_lineage
 from api_poller.core.lifecycle import StatusRecorder, merge_page_statuses
+from api_poller.observability.metrics import JobMetrics
 from api_poller.pipeline.consume import PageConsumer, RunOutcome, plan_page_ids
 
 FINISHED_TI_STATES = ["success", "failed", "skipped", "upstream_failed", "removed"]
@@ -179,6 +181,13 @@ class PageMessageSensor(SqsSensor):
         # One pooled connection per worker thread (botocore keeps 10 by default).
         pool = Config(max_pool_connections=self.workers + 4)
         pages, discover = plan_page_ids(plan)
+        # Once per try, not per page: what the consumer reads and writes.
+        report_consume_lineage(
+            raw_bucket=self.raw_bucket,
+            processed_bucket=self.processed_bucket,
+            job_id=self.job_id,
+            aws_conn_id=self.aws_conn_id,
+        )
         return PageConsumer(
             s3=S3Hook(aws_conn_id=self.aws_conn_id, config=pool).get_conn(),
             sqs=self.hook.conn,
@@ -196,6 +205,7 @@ class PageMessageSensor(SqsSensor):
             wait_time_seconds=self.wait_time_seconds,
             workers=self.workers,
             housekeeping_seconds=self.housekeeping_seconds,
+            metrics=JobMetrics(names.source_of_dag(ti.dag_id) or ti.dag_id),
         )
 
     def _reschedule(self) -> NoReturn:

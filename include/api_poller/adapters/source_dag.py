@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, TaskGroup, get_current_context, task
 
 from api_poller import names
+from api_poller.adapters.job_end import end_of_job, run_last
 from api_poller.adapters.source_params import source_params
 from api_poller.adapters.task_support import (
     aws_clients,
@@ -132,10 +133,12 @@ def check_schedule(spec: SourceSpec) -> None:
 def check_source(spec: SourceSpec, settings: PollerSettings) -> None:
     """What a source's file alone cannot tell but its DAG needs: a valid schedule, and a trigger
     form whose fields do not clash; SourceError naming the file and the field."""
+    from api_poller.adapters.alerts import check_alerts
     from api_poller.adapters.source_params import source_fields
 
     source_fields(spec, settings)
     check_schedule(spec)
+    check_alerts(spec, settings)
 
 
 def build_source_dag(spec: SourceSpec, settings: PollerSettings) -> DAG:
@@ -162,6 +165,7 @@ def build_source_dag(spec: SourceSpec, settings: PollerSettings) -> DAG:
     )
     with dag:
         _wire_tasks(spec, settings)
+        run_last(dag, end_of_job(settings, spec.name, spec.alerts))
     return dag
 
 
@@ -211,12 +215,18 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
         queue_url: str,
     ) -> dict[str, Any]:
         """Fetch this batch (or walk the source) into the raw bucket; enqueue each page saved."""
+        from api_poller.adapters.lineage import report_fetch_lineage
+        from api_poller.partner.auth import source_url
         from api_poller.pipeline.source_fetch import fetch_source_batch
 
         context = get_current_context()
         # map_index_template renders from the context (see dags/api_poller_dag.py).
         context["page_range"] = page_range(mode, batch)  # type: ignore[typeddict-unknown-key]
         connection = task_connection(spec)
+        report_fetch_lineage(
+            source_url(connection, spec.path), conn_id=spec.connection_id, raw_bucket=settings.raw_bucket,
+            job_id=context["run_id"], aws_conn_id=settings.aws_conn_id,
+        )  # fmt: skip
         s3, sqs = aws_clients(settings)
         return fetch_source_batch(
             settings, spec, job_id=context["run_id"], mode=mode, base_request=base_request, batch=batch,
@@ -265,19 +275,25 @@ def _publish_task(spec: SourceSpec, settings: PollerSettings) -> Any:
         latest pointer (and advance an incremental source's watermark); emit the Asset event."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from api_poller.adapters.lineage import report_s3_input, report_s3_output
+        from api_poller.core.keys import processed_prefix, snapshot_prefix
         from api_poller.pipeline.publish import NothingToPublish, publish_source_snapshot, snapshot_date
 
         context = get_current_context()
         dag_run = context["dag_run"]
+        job_id, dt = context["run_id"], snapshot_date(dag_run.logical_date or dag_run.run_after)
         s3, _ = aws_clients(settings)
         try:
             outcome = publish_source_snapshot(
-                settings, spec, s3, job_id=context["run_id"],
-                dt=snapshot_date(dag_run.logical_date or dag_run.run_after),
+                settings, spec, s3, job_id=job_id, dt=dt,
                 summary=context["ti"].xcom_pull(task_ids=names.REPORT_TASK, key=names.SUMMARY_KEY),
             )  # fmt: skip
         except NothingToPublish as reason:
             raise AirflowSkipException(str(reason)) from None
+        # The roll-up goes through raw boto3 calls, which do not report to hook lineage themselves.
+        bucket, conn_id = settings.processed_bucket, settings.aws_conn_id
+        report_s3_input(bucket, processed_prefix(job_id), aws_conn_id=conn_id)
+        report_s3_output(bucket, snapshot_prefix(spec.name, dt, job_id), aws_conn_id=conn_id)
         if outcome["watermark"] is not None:
             context["ti"].xcom_push(key=names.WATERMARK_KEY, value=outcome["watermark"])
         context["outlet_events"][asset].extra = outcome["event"]

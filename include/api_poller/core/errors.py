@@ -10,7 +10,10 @@ import aiohttp
 
 
 class PollerError(Exception):
-    """Base class of the poller's own errors."""
+    """Base class of the poller's own errors; ``status`` is the HTTP status that caused it, if any
+    (metrics count retries by it)."""
+
+    status: int | None = None
 
 
 class RetriableError(PollerError):
@@ -88,10 +91,14 @@ def error_for_status(
     detail = f"HTTP {status} from {url}"
     if body_excerpt:
         detail += f": {body_excerpt[:200]}"
+    error: PollerError
     if status in RETRIABLE_STATUS or status >= 500:
         wait = parse_retry_after(retry_after) if status in (429, 503) else None
-        return RetriableError(detail, retry_after=wait)
-    return FatalError(detail)
+        error = RetriableError(detail, retry_after=wait)
+    else:
+        error = FatalError(detail)
+    error.status = status
+    return error
 
 
 def classify_exception(exc: BaseException, url: str) -> PollerError:

@@ -59,6 +59,7 @@ from api_poller.aws.objects import delete_raw_pages, stored_page_ids
 from api_poller.core.keys import processed_prefix, processing_error_key, safe_job_id
 from api_poller.core.lifecycle import PageState, StatusRecorder
 from api_poller.core.planning import PageTask, page_id
+from api_poller.observability.metrics import JobMetrics
 from api_poller.pipeline.process import PageProcessingError, ProcessedPage, process_page
 from api_poller.pipeline.progress_log import ProgressLog
 
@@ -132,6 +133,7 @@ class PageConsumer:
         workers: int = 10,
         housekeeping_seconds: float = 2.0,
         discover_pages: bool = False,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self._s3 = s3
         self._sqs = sqs
@@ -147,6 +149,7 @@ class PageConsumer:
         # True while the job's page list may still grow (a walk whose fetch has not ended).
         self._discovering = discover_pages
         self._recorder = recorder
+        self._metrics = metrics or JobMetrics("unknown")
         self._fetch = fetch
         self._max_receive_count = max_receive_count
         self._retry_delay_seconds = retry_delay_seconds
@@ -224,6 +227,8 @@ class PageConsumer:
         """Take the page off the pending list; record ``state`` unless another task already did."""
         if state is not None:
             self._recorder.mark(page, state, **details)
+            if state is PageState.FAILED_TO_COMPLETE:
+                self._metrics.page_failed()
         self._settled.add(page)
         if page in self._pending:
             self._pending.discard(page)
@@ -371,6 +376,8 @@ class PageConsumer:
         if mine:
             self._discover(page)
         if isinstance(result, ProcessedPage):
+            if result.raw is not None:  # written now (a repeat delivery writes nothing)
+                self._metrics.page_processed(result.records, result.bytes)
             if mine:
                 self._settle(
                     page,

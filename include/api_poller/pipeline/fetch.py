@@ -13,12 +13,14 @@ from typing import Any
 
 import aiohttp
 
+from api_poller import names
 from api_poller.aws.messaging import PageAnnouncer, PagePointer, SendBatch
 from api_poller.aws.objects import stored_page_ids
 from api_poller.core.errors import PollerError
 from api_poller.core.keys import processed_prefix, raw_payload_key, raw_prefix
 from api_poller.core.lifecycle import PageState, StatusRecorder
 from api_poller.core.planning import PageTask
+from api_poller.observability.metrics import JobMetrics
 from api_poller.partner.client import ClientOptions, RetryPolicy, fetch_page
 from api_poller.pipeline.progress_log import ProgressLog
 from api_poller.settings import PollerSettings
@@ -62,6 +64,7 @@ async def fetch_pages_to_s3(
     which processing tolerates: it is idempotent).
     """
     result = BatchResult(pages=len(pages))
+    metrics = JobMetrics(names.POLLER_DAG_ID)  # the seed's jobs are tagged with its DAG id
     saved_before = await asyncio.to_thread(stored_page_ids, s3_client, bucket, raw_prefix(job_id))
     processed_before = await asyncio.to_thread(
         stored_page_ids, s3_client, processed_bucket, processed_prefix(job_id)
@@ -75,6 +78,7 @@ async def fetch_pages_to_s3(
         for page, reason in failed.items():
             result.failed[page] = reason
             recorder.mark(page, PageState.FAILED_TO_COMPLETE, reason=reason)
+            metrics.page_failed()
         result.enqueued += len(sent)
 
     announcer = PageAnnouncer(send_batch, on_sent)
@@ -104,6 +108,7 @@ async def fetch_pages_to_s3(
             def on_retry(attempt: int, error: PollerError) -> None:
                 log.warning("%s attempt %d failed, retrying: %s", page.page_id, attempt, error)
                 recorder.mark(page.page_id, PageState.STARTED, attempts=attempt, error=str(error))
+                metrics.request_failed(error, retried=True)
 
             key = raw_payload_key(job_id, page.page_id)
             try:
@@ -118,7 +123,10 @@ async def fetch_pages_to_s3(
             except PollerError as exc:
                 result.failed[page.page_id] = str(exc)
                 recorder.mark(page.page_id, PageState.FAILED_TO_COMPLETE, reason=str(exc))
+                metrics.page_failed()
+                metrics.request_failed(exc, retried=False)
             else:
+                metrics.page_fetched(len(fetched.body))
                 result.saved += 1
                 recorder.mark(page.page_id, PageState.PAYLOAD_SAVED, attempts=fetched.attempts, raw_key=key)
                 announcer.announce(pointer_to(page, key))

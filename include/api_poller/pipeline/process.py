@@ -33,6 +33,8 @@ class ProcessedPage:
     # The highest value of the pointer's incremental cursor field on the page (also stored as the
     # processed object's ``max-cursor`` metadata, JSON-encoded, so a repeat delivery finds it).
     max_cursor: CursorValue | None = None
+    # The bytes written (0 when an earlier delivery wrote them).
+    bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,12 @@ def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) ->
         Metadata=metadata,
     )
     return ProcessedPage(
-        pointer.page_id, target, page.count, raw=(pointer.bucket, pointer.key), max_cursor=page.max_cursor
+        pointer.page_id,
+        target,
+        page.count,
+        raw=(pointer.bucket, pointer.key),
+        max_cursor=page.max_cursor,
+        bytes=len(page.body),
     )
 
 

@@ -51,6 +51,7 @@ from api_poller.core.errors import (
 from api_poller.core.keys import processed_prefix, raw_payload_key, raw_prefix
 from api_poller.core.lifecycle import PageState, StatusRecorder
 from api_poller.core.planning import page_id
+from api_poller.observability.metrics import JobMetrics
 from api_poller.partner.auth import HttpConnection, connection_origin, credentials_for
 from api_poller.partner.paginators import PageRequest, Paginator, Stop, paginator_for
 from api_poller.partner.rate_limit import RateLimiter
@@ -130,9 +131,11 @@ class _PageSink:
         recorder: StatusRecorder,
         reading: SourceReading,
         result: SourceBatchResult,
+        metrics: JobMetrics,
     ) -> None:
         self.job_id, self.s3, self.bucket = job_id, s3_client, bucket
         self.recorder, self.reading, self.result = recorder, reading, result
+        self.metrics = metrics
         self.announcer = PageAnnouncer(send_batch, self._on_sent)
 
     def _on_sent(self, sent: dict[str, str], failed: dict[str, str]) -> None:
@@ -142,9 +145,13 @@ class _PageSink:
             self.fail(page, reason)
         self.result.enqueued += len(sent)
 
-    def fail(self, page: str, reason: str) -> None:
+    def fail(self, page: str, reason: str, error: PollerError | None = None) -> None:
+        """The page is given up on; ``error``: the request's last error (counted if a 429)."""
         self.result.failed[page] = reason
         self.recorder.mark(page, PageState.FAILED_TO_COMPLETE, reason=reason)
+        self.metrics.page_failed()
+        if error is not None:
+            self.metrics.request_failed(error, retried=False)
 
     def pointer(self, page: str, key: str, records: int) -> PagePointer:
         return PagePointer(
@@ -176,6 +183,7 @@ class _PageSink:
             self.fail(page, f"could not save the page to S3: {error}")
             return False
         records = len(fetched.records)
+        self.metrics.page_fetched(len(fetched.body))
         self.result.saved += 1
         self.result.records += records
         self.recorder.mark(
@@ -201,13 +209,12 @@ class _PageSink:
         self.recorder.flush()
 
 
-def _on_retry(
-    recorder: StatusRecorder, page: str, client: SourceClient
-) -> Callable[[int, PollerError], None]:
+def _on_retry(sink: _PageSink, page: str, client: SourceClient) -> Callable[[int, PollerError], None]:
     def on_retry(attempt: int, error: PollerError) -> None:
         shown = client.shown(str(error))
         log.warning("%s attempt %d failed, retrying: %s", page, attempt, shown)
-        recorder.mark(page, PageState.STARTED, attempts=attempt, error=shown)
+        sink.recorder.mark(page, PageState.STARTED, attempts=attempt, error=shown)
+        sink.metrics.request_failed(error, retried=True)
 
     return on_retry
 
@@ -258,9 +265,9 @@ async def fetch_planned_pages(
             async with in_flight:
                 recorder.mark(page, PageState.STARTED)
                 try:
-                    fetched = await client.fetch(request, _on_retry(recorder, page, client))
+                    fetched = await client.fetch(request, _on_retry(sink, page, client))
                 except PollerError as error:
-                    sink.fail(page, client.shown(str(error)))
+                    sink.fail(page, client.shown(str(error)), error)
                 else:
                     await sink.save(page, fetched)
         progress.advance()
@@ -313,9 +320,9 @@ async def _walk(
         page = page_id(request.page)
         recorder.mark(page, PageState.STARTED)
         try:
-            fetched = await client.fetch(request, _on_retry(recorder, page, client))
+            fetched = await client.fetch(request, _on_retry(sink, page, client))
         except PollerError as error:
-            sink.fail(page, client.shown(str(error)))
+            sink.fail(page, client.shown(str(error)), error)
             result.stop_reason, result.stop_detail = WALK_FAILED, f"page {request.page} failed"
             break
         result.pages += 1
@@ -407,6 +414,7 @@ async def fetch_source_pages(
         recorder=recorder,
         reading=SourceReading.of(spec),
         result=result,
+        metrics=JobMetrics(spec.name),
     )
     connector = aiohttp.TCPConnector(limit=concurrency)
     try:

@@ -176,6 +176,50 @@ class OutputSpec:
         return self.target_file_size_mb * 1024 * 1024
 
 
+# What a job can end as, besides complete; an alert names the ones it is sent for.
+ALERT_OUTCOMES = ("failed", "incomplete")
+SNS_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_./-]{1,256}")
+IMPORT_PATH_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+KWARG_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnsNotifierSpec:
+    """The Amazon provider's ``SnsNotifier``: the alert is published to ``target_arn`` (a topic
+    or an endpoint). ``aws_conn_id`` None: the deployment's AWS connection."""
+
+    kind: ClassVar[str] = "sns"
+    target_arn: str
+    aws_conn_id: str | None = None
+    region_name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomNotifierSpec:
+    """Any Airflow notifier (a ``BaseNotifier`` subclass), by import path: built with ``kwargs``
+    plus the alert's text in ``message_field`` (and its subject line in ``subject_field``)."""
+
+    kind: ClassVar[str] = "custom"
+    class_path: str
+    message_field: str = "message"
+    subject_field: str | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+NotifierSpec = SnsNotifierSpec | CustomNotifierSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertsSpec:
+    """Who hears about a job that did not end complete: ``notifier`` is sent one message per
+    job whose outcome is in ``on`` (failed: the plan or a step failed; incomplete: pages failed
+    or records are missing). Checked here as a file; whether the notifier can be built is checked
+    with the DAG (``adapters.alerts.check_alerts``)."""
+
+    notifier: NotifierSpec
+    on: frozenset[str] = frozenset(ALERT_OUTCOMES)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SourceSpec:
     """One source: which API to read, how to page through it, how to authenticate.
@@ -208,6 +252,7 @@ class SourceSpec:
     overridable_params: tuple[str, ...] = ()
     incremental: IncrementalSpec | None = None
     output: OutputSpec = field(default_factory=OutputSpec)
+    alerts: AlertsSpec | None = None
 
 
 # --- Reading a file ---------------------------------------------------------------------------
@@ -540,6 +585,69 @@ def _read_output(section: _Section) -> OutputSpec:
     return OutputSpec(**section.collect(_OUTPUT_FIELDS))
 
 
+def _outcomes(section: _Section, key: str, value: Any) -> frozenset[str]:
+    if not isinstance(value, list) or not value:
+        choices = ", ".join(ALERT_OUTCOMES)
+        raise section.error(key, f"must be a non-empty list of {choices}, got {_describe(value)}")
+    for index, item in enumerate(value):
+        if item not in ALERT_OUTCOMES:
+            raise section.error(f"{key}[{index}]", f"{item!r} is not one of {', '.join(ALERT_OUTCOMES)}")
+    return frozenset(value)
+
+
+def _notifier_kwargs(section: _Section, key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise section.error(key, f"must be a mapping, got {_describe(value)}")
+    inner = _Section(section.file, section.field_path(key), value)
+    for name in value:
+        _string(KWARG_PATTERN, "a keyword argument name")(inner, str(name), name)
+    return dict(value)
+
+
+_NOTIFIER_FIELDS: dict[str, dict[str, Converter]] = {
+    "sns": {
+        "target_arn": _string(SNS_ARN_PATTERN, "an SNS ARN (arn:aws:sns:<region>:<account>:<name>)"),
+        "aws_conn_id": _optional(_string(CONNECTION_ID_PATTERN, "an Airflow connection id")),
+        "region_name": _optional(_string(re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]"), "an AWS region")),
+    },
+    "custom": {
+        "class": _string(IMPORT_PATH_PATTERN, "an import path (package.module.NotifierClass)"),
+        "message_field": _string(KWARG_PATTERN, "a keyword argument name"),
+        "subject_field": _optional(_string(KWARG_PATTERN, "a keyword argument name")),
+        "kwargs": _notifier_kwargs,
+    },
+}
+_NOTIFIER_REQUIRED = {"sns": ("target_arn",), "custom": ("class",)}
+
+
+def _read_notifier(section: _Section) -> NotifierSpec:
+    kind = _kind(section, _NOTIFIER_FIELDS, "notifier type")
+    converters = _NOTIFIER_FIELDS[kind]
+    section.reject_unknown(["type", *converters], f"notifier {kind}")
+    section.require(*_NOTIFIER_REQUIRED[kind])
+    values = section.collect(converters)
+    if kind == "sns":
+        return SnsNotifierSpec(**values)
+    values["class_path"] = values.pop("class")
+    spec = CustomNotifierSpec(**values)
+    for name in (spec.message_field, spec.subject_field):
+        if name in spec.kwargs:
+            raise section.error("kwargs", f"{name!r} is where the alert's text goes; remove it from kwargs")
+    if spec.subject_field == spec.message_field:
+        raise section.error("subject_field", "must differ from message_field")
+    return spec
+
+
+def _read_alerts(section: _Section) -> AlertsSpec:
+    # YAML 1.1 (PyYAML) reads a bare ``on`` key as the boolean true: take it as ``on``.
+    data = {("on" if key is True else key): value for key, value in section.data.items()}
+    section = _Section(section.file, section.where, data)
+    section.reject_unknown(["on", "notifier"], "alerts")
+    section.require("notifier")
+    values: dict[str, Any] = section.collect({"on": _outcomes})
+    return AlertsSpec(notifier=_read_notifier(_section(section, "notifier")), **values)
+
+
 def _source_path(section: _Section, key: str, value: Any) -> str:
     text: str = _string()(section, key, value)
     if "://" in text or text.startswith("//"):
@@ -579,7 +687,7 @@ _SOURCE_FIELDS: dict[str, Converter] = {
     "schedule": _optional(_string()),
     "overridable_params": _list_of(_param_name),
 }
-_SECTIONS = ("paginator", "auth", "incremental", "output")
+_SECTIONS = ("paginator", "auth", "incremental", "output", "alerts")
 _REQUIRED = ("name", "connection_id", "path", "records", "paginator")
 
 
@@ -641,6 +749,8 @@ def parse_source(document: Any, file: str) -> SourceSpec:
         values["incremental"] = _read_incremental(_section(top, "incremental"))
     if document.get("output") is not None:
         values["output"] = _read_output(_section(top, "output"))
+    if document.get("alerts") is not None:
+        values["alerts"] = _read_alerts(_section(top, "alerts"))
     source = SourceSpec(file=file, **values)
     _check_reserved_params(source, file)
     return source

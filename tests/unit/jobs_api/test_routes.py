@@ -309,11 +309,13 @@ def test_redrive_moves_the_jobs_dead_letters_back_and_reruns_its_processing(jobs
     dead_letter(jobs_api, "manual__another-job", "page-000004")
     answer = jobs_api.client.post(job_path(job_id, "/redrive"))
     assert answer.status_code == 200, answer.json()
-    assert answer.json() == {"JobId": job_id, "Moved": ["page-000001"], "Failed": {}, "ClearedTasks": 2}
+    # The consumer, the report and end_of_job (the job's outcome is decided, and told, again).
+    assert answer.json() == {"JobId": job_id, "Moved": ["page-000001"], "Failed": {}, "ClearedTasks": 3}
     assert (queue_depth(jobs_api, jobs_api.queue), queue_depth(jobs_api, jobs_api.dead_letters)) == (1, 1)
     run, states = stored_run(job_id)
     assert run.state == "queued"  # the scheduler picks it up again
     assert states[names.CONSUME_TASK_ID] is None and states[names.REPORT_TASK] is None
+    assert states[names.END_OF_JOB_TASK] is None
     assert states[names.PLAN_TASK] is None  # never ran here, and not cleared either: only downstream
 
 

@@ -1,0 +1,1 @@
+"""Cross-cutting observability: metrics through Airflow's Stats."""
