@@ -210,6 +210,29 @@ def test_an_incremental_source_fetches_only_new_pages_and_a_failed_run_keeps_the
     assert str(third.state) == "failed"
     assert task_states(third)["report"] == "failed"
     assert read_watermark(aws.s3, PROCESSED_BUCKET, INCREMENTAL) == after_second
+    # The summary says which page failed and why (the consumer's dead letter), not just "incomplete".
+    summary = report_summary(third)
+    reasons = summary["failedPages"]
+    assert reasons and all("has no 'id'" in reason for reason in reasons.values()), reasons
+    assert summary["progress"]["FailedToComplete"] == len(reasons)
+
+
+def report_summary(dag_run: Any) -> dict[str, Any]:
+    """The report step's ``summary`` XCom of a run, from Airflow's database."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        value = session.scalar(
+            select(XComModel.value).where(
+                XComModel.dag_id == dag_run.dag_id,
+                XComModel.run_id == dag_run.run_id,
+                XComModel.task_id == names.REPORT_TASK,
+                XComModel.key == names.SUMMARY_KEY,
+            )
+        )
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def test_a_broken_source_file_is_an_import_error_naming_the_file_and_field(sources: Sources) -> None:

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FAILED_TI_STATES = frozenset({"failed", "upstream_failed"})
+# Only the steps that failed themselves: the ones skipped because of them (upstream_failed) are no news.
+FAILED_TI_STATES = frozenset({"failed"})
 
 
 def failed_steps(ti: RuntimeTaskInstanceProtocol) -> tuple[str, ...]:

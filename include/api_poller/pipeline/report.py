@@ -212,9 +212,10 @@ def report_source_job(
 
     job, plan = _plan_of(ti)
     fetch_statuses = _task_statuses(ti, names.FETCH_TASK)
+    consumed = _task_statuses(ti, names.CONSUME_TASK_ID)
     processed = {
         page: record
-        for page, record in _task_statuses(ti, names.CONSUME_TASK_ID).items()
+        for page, record in consumed.items()
         if record["state"] == PageState.SUCCESSFULLY_COMPLETED
     }
     planned, walked = plan_page_ids(plan)
@@ -244,7 +245,8 @@ def report_source_job(
         total_pages=len(pages),
         total_records=reconciliation["totalRecords"],
         processed_bucket=settings.processed_bucket,
-        published_statuses=[fetch_statuses, processed],
+        # Every consumer record: a dead-lettered page is FailedToComplete with its reason.
+        published_statuses=[fetch_statuses, consumed],
         reconciliation=reconciliation,
     )
     summary.update(source=spec.name, mode=job["mode"])
