@@ -826,7 +826,8 @@ def test_a_job_with_failed_pages_is_explained_then_repaired_with_the_buttons(
     raw_key = f"jobs/{safe_job_id(job_id)}/raw/page-{POISONED_PAGE:06d}.json"
     stack.s3.put_object(Bucket=RAW_BUCKET, Key=raw_key, Body=partner.good_page(POISONED_PAGE * PAGE_SIZE))
     result = press(browser, "redrive")
-    assert result == "Redrive: 1 page(s) sent back to processing, 2 task(s) cleared: processing runs again."
+    # The consumer, the report and end_of_job.
+    assert result == "Redrive: 1 page(s) sent back to processing, 3 task(s) cleared: processing runs again."
     browser.screenshot(SCREENSHOTS / "redrive-result.png")
     after_redrive = wait_until_finished(stack, job_id)
     assert (after_redrive["State"], after_redrive["FailedToComplete"]) == ("failed", 1), after_redrive

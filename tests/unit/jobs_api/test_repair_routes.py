@@ -120,12 +120,13 @@ def test_rerun_failed_clears_only_the_failed_pages_fetch_task_and_redrives_the_d
         "FetchTasks": [0],
         "Moved": ["page-000003"],
         "Failed": {},
-        "ClearedTasks": 3,  # fetch_pages[0], the consumer, the report
+        "ClearedTasks": 4,  # fetch_pages[0], the consumer, the report, end_of_job
     }
     states = task_states(job_id)
     assert states[(names.FETCH_TASK, 0)] is None  # cleared: it runs again
     assert states[(names.FETCH_TASK, 1)] == "success"  # its pages are done or redriven: left alone
     assert states[(names.CONSUME_TASK_ID, -1)] is None and states[(names.REPORT_TASK, -1)] is None
+    assert states[(names.END_OF_JOB_TASK, -1)] is None  # the job's outcome is decided again
     assert states[(names.PLAN_TASK, -1)] == "success"  # upstream: not cleared
     assert jobs_api.client.get(job_path(job_id)).json()["State"] == "queued"  # the same job, again
     assert (queue_depth(jobs_api, jobs_api.queue), queue_depth(jobs_api, jobs_api.dead_letters)) == (1, 1)
