@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import yaml
 from api_poller_dev.simulator import SimulatorConfig, run_in_thread
 
 from api_poller import names
-from tests.helpers import ROOT, task_states
+from tests.helpers import ROOT, QuietHandler, http_server, task_states
 
 pytestmark = pytest.mark.e2e
 
@@ -209,7 +208,7 @@ def otlp_listener() -> Iterator[tuple[int, Received]]:
 
     received = Received({})
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             request = ExportMetricsServiceRequest.FromString(body)
@@ -225,23 +224,10 @@ def otlp_listener() -> Iterator[tuple[int, Received]]:
                             attributes = {a.key: a.value.string_value for a in point.attributes}
                             received.names.setdefault(metric.name, []).append(attributes)
             answer = ExportMetricsServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            self.reply(200, "application/x-protobuf", answer)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as port:
+        yield port, received
 
 
 @contextmanager

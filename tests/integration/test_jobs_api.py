@@ -687,29 +687,16 @@ class BrokenPartner:
 @contextlib.contextmanager
 def broken_partner_server(partner: BrokenPartner):
     """``partner`` on 127.0.0.1; yields its /payload URL."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from tests.helpers import QuietHandler, http_server
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
             status, body = partner.page(int(query.get("startAt", 0)), int(query.get("count", PAGE_SIZE)))
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, "application/json", body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/payload"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as port:
+        yield f"http://127.0.0.1:{port}/payload"
 
 
 @dataclass
