@@ -44,7 +44,7 @@ from harness.cost_model import (  # noqa: E402
     total_usd,
 )
 
-from api_poller.names import STATUS_TASK_IDS  # noqa: E402 - include/ is on the path now
+from api_poller.names import PUBLISH_TASK, STATUS_TASK_IDS  # noqa: E402 - include/ is on the path now
 
 # Public us-east-1 prices in USD, as published June 2025 (taken without network access, from the
 # AWS pricing pages as last read: check them at aws.amazon.com/<service>/pricing before relying on
@@ -87,6 +87,9 @@ SEED_RECORDS = 10_000
 WORKLOAD = [f"--page-size={PAGE_SIZE}", "--latency-ms=0-1000", "--error-rate=0.1", "--seed=42"]
 # The tasks that handle pages (their requests grow with the pages); the others run once a job.
 PAGE_TASKS = STATUS_TASK_IDS
+# A source's publish step reads every page's records (GET, and a LIST per 1,000 pages); its parts,
+# manifest, pointer and marker are a few PUTs a job (one part per target size, 128 MB by default).
+PAGE_OPERATIONS_OF = {PUBLISH_TASK: frozenset({"s3.GetObject", "s3.ListObjectsV2"})}
 SOURCE_FILE = """\
 # An offset source with a total, basic auth, against the simulator (see docs/sources.md).
 name: cost_orders
@@ -186,8 +189,9 @@ def split_counts(by_task: dict[str, dict[str, int]]) -> tuple[dict[str, int], di
     for task, operations in by_task.items():
         if task.startswith("("):
             continue
-        target = per_page if task in PAGE_TASKS else per_job
         for operation, count in operations.items():
+            grows = task in PAGE_TASKS or operation in PAGE_OPERATIONS_OF.get(task, ())
+            target = per_page if grows else per_job
             target[operation] = target.get(operation, 0) + count
     return per_page, per_job
 
@@ -285,7 +289,8 @@ def markdown(runs: dict[str, dict[str, Any]], taken_at: str) -> str:
             "",
             f"Counted in a real run of {run['pages']} pages ({run['seconds']} s; botocore's `before-send` "
             f"events of every client the tasks created, retries included), scaled to {pages:,} pages: the "
-            f"requests of {', '.join(PAGE_TASKS)} x {pages // run['pages']}, those of the other tasks once.",
+            f"requests of {', '.join(PAGE_TASKS)} and the page reads of {PUBLISH_TASK} "
+            f"x {pages // run['pages']}, those of the other tasks once.",
             "",
             "| service | operation | per 1M records | USD |",
             "| --- | --- | ---: | ---: |",
