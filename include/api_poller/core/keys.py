@@ -57,6 +57,17 @@ def slow_down_key(job_id: str) -> str:
     return f"{raw_prefix(job_id)}_slow_down.json"
 
 
+def status_checkpoint_key(job_id: str, task_id: str, map_index: int) -> str:
+    """One task instance's last published page statuses (raw bucket), read back by its next try.
+
+    Flat under the raw prefix, like the slow-down signal, so the retention removes it with the
+    job's leftovers; its name starts with ``_`` so it is never taken for a page.
+    """
+    if not task_id or "/" in task_id:
+        raise ValueError(f"task id {task_id!r} cannot name a status checkpoint")
+    return f"{raw_prefix(job_id)}_status.{task_id}.{map_index}.json"
+
+
 def watermark_key(source: str) -> str:
     """A source's incremental watermark (processed bucket): ``state/<source>/watermark.json``."""
     if not source or "/" in source or source in (".", ".."):
