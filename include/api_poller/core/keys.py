@@ -57,6 +57,9 @@ def slow_down_key(job_id: str) -> str:
     return f"{raw_prefix(job_id)}_slow_down.json"
 
 
+STATUS_CHECKPOINT_NAME = "_status."  # then ``<task id>.<map index>.json``
+
+
 def status_checkpoint_key(job_id: str, task_id: str, map_index: int) -> str:
     """One task instance's last published page statuses (raw bucket), read back by its next try.
 
@@ -65,7 +68,7 @@ def status_checkpoint_key(job_id: str, task_id: str, map_index: int) -> str:
     """
     if not task_id or "/" in task_id:
         raise ValueError(f"task id {task_id!r} cannot name a status checkpoint")
-    return f"{raw_prefix(job_id)}_status.{task_id}.{map_index}.json"
+    return f"{raw_prefix(job_id)}{STATUS_CHECKPOINT_NAME}{task_id}.{map_index}.json"
 
 
 def watermark_key(source: str) -> str:

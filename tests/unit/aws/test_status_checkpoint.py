@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from api_poller.aws.status_checkpoint import StatusCheckpoint
-from api_poller.core.keys import status_checkpoint_key
+from api_poller.aws.status_checkpoint import StatusCheckpoint, job_status_checkpoints
+from api_poller.core.keys import raw_payload_key, status_checkpoint_key
 from api_poller.operations.retention.raw_leftovers import LEFTOVER_KEY
 
 BUCKET = "raw"
@@ -51,3 +51,16 @@ def test_the_key_is_a_leftover_of_the_job_for_the_retention() -> None:
     assert key.rsplit("/", 1)[1].startswith("_")  # never taken for a page
     with pytest.raises(ValueError):
         status_checkpoint_key(JOB, "a/b", 0)
+
+
+def test_the_report_finds_every_checkpoint_of_its_job_by_task(s3) -> None:
+    fetched = {"page-000000": {"state": "Enqueued", "at": 1.0}}
+    consumed = {"page-000000": {"state": "SuccessfullyCompleted", "at": 2.0}}
+    StatusCheckpoint(s3, BUCKET, JOB, "fetch_pages", 0).write(fetched)
+    StatusCheckpoint(s3, BUCKET, JOB, "fetch_pages", 11).write(fetched)
+    StatusCheckpoint(s3, BUCKET, JOB, "process.consume_page_messages", -1).write(consumed)
+    StatusCheckpoint(s3, BUCKET, "another-job", "fetch_pages", 0).write(consumed)
+    s3.put_object(Bucket=BUCKET, Key=raw_payload_key(JOB, "page-000000"), Body=b"{}")  # not a checkpoint
+    found = job_status_checkpoints(s3, BUCKET, JOB)
+    assert found == {"fetch_pages": [fetched, fetched], "process.consume_page_messages": [consumed]}
+    assert job_status_checkpoints(s3, BUCKET, "a-job-without-any") == {}
