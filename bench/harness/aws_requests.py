@@ -68,7 +68,7 @@ def operation_of(event_name: str) -> str:
 
 # A task instance's page-status checkpoint (``core.keys.status_checkpoint_key``) is written per
 # status flush, not per page: counted apart so the per-page budgets stay per page.
-CHECKPOINT_MARK = "/_status."
+CHECKPOINT_MARK = "/status/"
 CHECKPOINT_SUFFIX = "[status checkpoint]"
 
 

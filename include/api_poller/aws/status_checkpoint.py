@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from api_poller.core.keys import STATUS_CHECKPOINT_NAME, raw_prefix, status_checkpoint_key
+from api_poller.core.keys import status_checkpoint_key, status_checkpoint_prefix
 
 if TYPE_CHECKING:
     from api_poller.aws.clients import S3Client
@@ -69,7 +69,7 @@ class StatusCheckpoint:
 def job_status_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, list[dict[str, Any]]]:
     """Every checkpoint of a job, by task id (one LIST per 1,000, one GET each): for the report,
     which runs once per job, so a task instance whose last try never published still counts."""
-    prefix = f"{raw_prefix(job_id)}{STATUS_CHECKPOINT_NAME}"
+    prefix = status_checkpoint_prefix(job_id)
     found: dict[str, list[dict[str, Any]]] = {}
     for listing in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in listing.get("Contents", []):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from api_poller.aws.status_checkpoint import StatusCheckpoint, job_status_checkpoints
-from api_poller.core.keys import raw_payload_key, status_checkpoint_key
+from api_poller.core.keys import raw_payload_key, raw_prefix, status_checkpoint_key
 from api_poller.operations.retention.raw_leftovers import LEFTOVER_KEY
 
 BUCKET = "raw"
@@ -47,8 +47,8 @@ def test_a_failed_write_does_not_fail_the_task(aws) -> None:
 def test_the_key_is_a_leftover_of_the_job_for_the_retention() -> None:
     key = status_checkpoint_key(JOB, "process.consume_page_messages", -1)
     match = LEFTOVER_KEY.match(key)
-    assert match and match["job"] == "manual__2026-12-02T10_00_00_00_00" and match["kind"] == "raw"
-    assert key.rsplit("/", 1)[1].startswith("_")  # never taken for a page
+    assert match and match["job"] == "manual__2026-12-02T10_00_00_00_00" and match["kind"] == "status"
+    assert not key.startswith(raw_prefix(JOB))  # a job's raw folder empties as its pages are processed
     with pytest.raises(ValueError):
         status_checkpoint_key(JOB, "a/b", 0)
 
