@@ -66,10 +66,19 @@ def operation_of(event_name: str) -> str:
     return event_name.split(".", 1)[1]
 
 
-def _count_request(event_name: str = "", **_: Any) -> None:
+# A task instance's page-status checkpoint (``core.keys.status_checkpoint_key``) is written per
+# status flush, not per page: counted apart so the per-page budgets stay per page.
+CHECKPOINT_MARK = "/status/"
+CHECKPOINT_SUFFIX = "[status checkpoint]"
+
+
+def _count_request(event_name: str = "", request: Any = None, **_: Any) -> None:
     # Registered on every session created while counting; does nothing once counting stopped.
+    operation = operation_of(event_name)
+    if CHECKPOINT_MARK in str(getattr(request, "url", "")):
+        operation += CHECKPOINT_SUFFIX
     for counter in list(_active):
-        counter.record(operation_of(event_name))
+        counter.record(operation)
 
 
 # First, so that a handler answering the request itself (moto's in-process mock) cannot hide it.

@@ -35,6 +35,12 @@ BUDGETS = {
     "s3.PutObject": Budget(per_page=2, per_job=0),
     # Per page: the process step reads the raw page back.
     "s3.GetObject": Budget(per_page=1, per_job=0),
+    # Per status flush of a task that changed (at most one per API_POLLER_STATUS_FLUSH_SECONDS, 0.2 s
+    # here), never per page: each status-publishing task instance's checkpoint; read once per try
+    # (a rescheduled consumer: per poke) and by the report, one GET per task instance. Measured on
+    # this 20-page job: 4 PUTs, 4 GETs. Timing-dependent, hence per-job allowances.
+    "s3.PutObject[status checkpoint]": Budget(per_page=0, per_job=20),
+    "s3.GetObject[status checkpoint]": Budget(per_page=0, per_job=12),
     # Raw pages are deleted in batches once processed: one per received batch of up to 10 (a
     # quarter of a call per page leaves room for part-filled batches on a loaded machine).
     "s3.DeleteObjects": Budget(per_page=0.25, per_job=2),

@@ -1,4 +1,5 @@
-"""Reliability on a real Airflow (PostgreSQL): concurrent jobs, SIGKILLed tasks, dead-letter redrive.
+"""Reliability on a real Airflow (PostgreSQL): concurrent jobs, SIGKILLed tasks, dead-letter redrive,
+progress that never goes backwards while killed tasks are retried.
 
 The promise: every record the partner API served is processed exactly once, or accounted for as
 failed with a reason, and can be retried.
@@ -6,9 +7,12 @@ failed with a reason, and can be retried.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
+import threading
+import urllib.parse
 
 import pytest
 from api_poller_dev.local_airflow import ADMIN_PASSWORD, ADMIN_USER, postgres_reachable
@@ -145,3 +149,70 @@ def test_a_dead_lettered_page_is_accounted_for_then_redriven_to_completion(stack
     assert summary["progress"]["SuccessfullyCompleted"] == 5
     assert job_ids(aws, run) == list(range(500))
     assert aws.queue_depth(DEAD_LETTER_QUEUE) == 0
+
+
+PROGRESS_STEPS = ["Started", "PayloadSaved", "Enqueued", "SuccessfullyCompleted", "FailedToComplete"]
+
+
+def poll_progress(airflow, run_id: str, history: list[dict], stop: threading.Event) -> None:
+    """GET /api-poller/jobs/{id} every 0.5 s until the run ends (or ``stop``)."""
+    path = f"/api-poller/jobs/{urllib.parse.quote(run_id, safe='')}"
+    while not stop.is_set():
+        progress = airflow.request("GET", path)
+        history.append(progress)
+        if progress["State"] in ("success", "failed"):
+            return
+        stop.wait(0.5)
+
+
+def running(ti: dict) -> bool:
+    return ti["state"] == "running" and bool(ti["pid"])
+
+
+def test_progress_never_goes_backwards_while_killed_fetch_and_consumer_tasks_are_retried(stack):
+    airflow, _, aws = stack
+    # Slow pages (0.4-0.8 s, two at a time per task): the job lasts long enough to kill both mid-way.
+    slow = SimulatorConfig(total_records=4000, latency_ms=(400, 800), error_rate=0.0)
+    with run_in_thread(slow) as base_url:
+        conf = {"url": f"{base_url}/payload", "fetch_tasks": 2, "concurrency": 2}
+        run = airflow.trigger("api_poller", conf)
+        history: list[dict] = []
+        stop = threading.Event()
+        poller = threading.Thread(target=poll_progress, args=(airflow, run, history, stop), daemon=True)
+        poller.start()
+        try:
+            fetch = wait_for_task(airflow, run, "fetch_pages", running)
+            wait_until(  # the killed fetch task and the consumer have published some progress
+                lambda: history and history[-1]["SuccessfullyCompleted"] >= 3,
+                timeout=120,
+                message=f"{run} completed some pages",
+                interval=0.1,
+            )
+            os.kill(fetch["pid"], signal.SIGKILL)
+            consumer = wait_for_task(airflow, run, "process.consume_page_messages", running, timeout=60)
+            wait_until(  # the consumer goes on processing the other fetch task's pages meanwhile
+                lambda: history[-1]["SuccessfullyCompleted"] >= 8,
+                timeout=120,
+                message=f"{run} completed more pages",
+                interval=0.1,
+            )
+            os.kill(consumer["pid"], signal.SIGKILL)
+            assert airflow.wait_for_run("api_poller", run, timeout=400) == "success"
+            poller.join(timeout=30)
+        finally:
+            stop.set()
+
+    instances = airflow.task_instances("api_poller", run)
+    tries = {(ti["task_id"], ti["map_index"]): ti["try_number"] for ti in instances}
+    assert tries[("fetch_pages", fetch["map_index"])] >= 2  # both were really retried
+    assert tries[("process.consume_page_messages", -1)] >= 2
+    # No count of pages at or past a lifecycle step ever drops (FailedToComplete counts as past
+    # every step), across both kills and retries.
+    at_or_past = {step: PROGRESS_STEPS[index:] for index, step in enumerate(PROGRESS_STEPS[:4])}
+    for earlier, later in itertools.pairwise(history):
+        for step, states in at_or_past.items():
+            assert sum(later[k] for k in states) >= sum(earlier[k] for k in states), (step, earlier, later)
+    final = history[-1]
+    assert final["State"] == "success"
+    assert final["SuccessfullyCompleted"] == final["Total"] == 40
+    assert job_ids(aws, run) == list(range(4000))

@@ -6,7 +6,7 @@ once, so it answers at any moment of the run, with the same merge rules as the r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from api_poller import names
@@ -30,14 +30,71 @@ def _xcom_values(
     return [XComModel.deserialize_value(row) for row in session.execute(query)]
 
 
-def load_page_statuses(dag_id: str, run_id: str, session: Session | None = None) -> dict[str, dict[str, Any]]:
-    """Each page's latest record in the run."""
+def _published_statuses(dag_id: str, run_id: str, session: Session) -> dict[tuple[str, int], Any]:
+    """Each status-publishing task instance's ``page_status`` XCom, by (task id, map index)."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    query = select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
+        XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key == names.STATUS_KEY
+    )
+    return {(row.task_id, row.map_index): XComModel.deserialize_value(row) for row in session.execute(query)}
+
+
+def _retried_without_statuses(
+    dag_id: str, run_id: str, session: Session, published: Collection[tuple[str, int]]
+) -> list[tuple[str, int]]:
+    """Status-publishing task instances that ran before (a later try, or rescheduled) but have no
+    status XCom now: Airflow deleted it when the new try started, and the try has not published."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import or_, select
+
+    query = select(TaskInstance.task_id, TaskInstance.map_index).where(
+        TaskInstance.dag_id == dag_id,
+        TaskInstance.run_id == run_id,
+        TaskInstance.task_id.in_(names.STATUS_TASK_IDS),
+        or_(TaskInstance.try_number > 1, TaskInstance.state == "up_for_reschedule"),
+    )
+    return [(task, index) for task, index in session.execute(query) if (task, index) not in published]
+
+
+def _read_checkpoints(run_id: str, missing: list[tuple[str, int]]) -> list[dict[str, Any] | None]:
+    """The S3 checkpoints of ``missing`` task instances (the deployment's raw bucket)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from api_poller.aws.status_checkpoint import StatusCheckpoint
+    from api_poller.settings import load_settings
+
+    settings = load_settings()
+    s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+    return [StatusCheckpoint(s3, settings.raw_bucket, run_id, task, index).read() for task, index in missing]
+
+
+CheckpointReader = Callable[[str, list[tuple[str, int]]], list[dict[str, Any] | None]]
+
+
+def load_page_statuses(
+    dag_id: str,
+    run_id: str,
+    session: Session | None = None,
+    read_checkpoints: CheckpointReader = _read_checkpoints,
+) -> dict[str, dict[str, Any]]:
+    """Each page's latest record in the run.
+
+    A task instance whose new try has not published yet counts with its S3 checkpoint (what its
+    earlier try last published), so no page falls back meanwhile; only then is S3 read.
+    """
     if session is None:
         from airflow.utils.session import create_session
 
         with create_session() as own_session:
-            return load_page_statuses(dag_id, run_id, own_session)
-    return merge_page_statuses(_xcom_values(dag_id, run_id, names.STATUS_KEY, session))
+            return load_page_statuses(dag_id, run_id, own_session, read_checkpoints)
+    published = _published_statuses(dag_id, run_id, session)
+    documents: list[Any] = list(published.values())
+    missing = _retried_without_statuses(dag_id, run_id, session, published)
+    if missing:
+        documents.extend(read_checkpoints(run_id, missing))
+    return merge_page_statuses(documents)
 
 
 def load_plan(dag_id: str, run_id: str, session: Session) -> list[dict[str, Any]] | None:

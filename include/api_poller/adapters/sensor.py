@@ -22,6 +22,7 @@ from botocore.config import Config
 
 from api_poller import names
 from api_poller.adapters.lineage import report_consume_lineage
+from api_poller.adapters.status_publishing import checkpointed_recorder
 from api_poller.core.lifecycle import StatusRecorder, merge_page_statuses
 from api_poller.observability.metrics import JobMetrics
 from api_poller.pipeline.consume import PageConsumer, RunOutcome, plan_page_ids
@@ -174,12 +175,10 @@ class PageMessageSensor(SqsSensor):
         self, ti: RuntimeTaskInstanceProtocol, resources: dict[str, str], plan: list[dict]
     ) -> PageConsumer:
         self.sqs_queue = resources["queue_url"]
-        self._recorder = StatusRecorder(
-            lambda value: ti.xcom_push(key=names.STATUS_KEY, value=value),
-            self.status_flush_seconds,
-        )
         # One pooled connection per worker thread (botocore keeps 10 by default).
         pool = Config(max_pool_connections=self.workers + 4)
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id, config=pool).get_conn()
+        self._recorder = checkpointed_recorder(ti, s3, self.raw_bucket, self.status_flush_seconds)
         pages, discover = plan_page_ids(plan)
         # Once per try, not per page: what the consumer reads and writes.
         report_consume_lineage(
@@ -189,7 +188,7 @@ class PageMessageSensor(SqsSensor):
             aws_conn_id=self.aws_conn_id,
         )
         return PageConsumer(
-            s3=S3Hook(aws_conn_id=self.aws_conn_id, config=pool).get_conn(),
+            s3=s3,
             sqs=self.hook.conn,
             queue_url=resources["queue_url"],
             dead_letter_queue_url=resources["dead_letter_queue_url"],

@@ -32,13 +32,15 @@ def aws_clients(settings: PollerSettings) -> tuple[S3Client, SqsClient]:
 
 
 def status_recorder(settings: PollerSettings) -> StatusRecorder:
-    """The running task's page-status recorder, publishing to its ``page_status`` XCom."""
-    from api_poller.core.lifecycle import StatusRecorder
+    """The running task's page-status recorder, publishing to its ``page_status`` XCom (and its
+    checkpoint in the raw bucket, which a later try of the task starts from)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+    from api_poller.adapters.status_publishing import checkpointed_recorder
+
+    s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
     ti = get_current_context()["ti"]
-    return StatusRecorder(
-        lambda value: ti.xcom_push(key=names.STATUS_KEY, value=value), settings.status_flush_seconds
-    )
+    return checkpointed_recorder(ti, s3, settings.raw_bucket, settings.status_flush_seconds)
 
 
 def consume_page_messages(settings: PollerSettings) -> PageMessageSensor:

@@ -57,6 +57,22 @@ def slow_down_key(job_id: str) -> str:
     return f"{raw_prefix(job_id)}_slow_down.json"
 
 
+def status_checkpoint_prefix(job_id: str) -> str:
+    return f"jobs/{safe_job_id(job_id)}/status/"
+
+
+def status_checkpoint_key(job_id: str, task_id: str, map_index: int) -> str:
+    """One task instance's last published page statuses (raw bucket), read back by its next try:
+    ``jobs/<job>/status/<task id>.<map index>.json``.
+
+    Beside the raw pages (a job's raw folder empties as its pages are processed), and removed by
+    the retention with the job's other leftovers.
+    """
+    if not task_id or "/" in task_id:
+        raise ValueError(f"task id {task_id!r} cannot name a status checkpoint")
+    return f"{status_checkpoint_prefix(job_id)}{task_id}.{map_index}.json"
+
+
 def watermark_key(source: str) -> str:
     """A source's incremental watermark (processed bucket): ``state/<source>/watermark.json``."""
     if not source or "/" in source or source in (".", ".."):

@@ -85,19 +85,31 @@ RECORDS_PER_SECOND_OF_INTERVAL = 2000
 
 class StatusRecorder:
     """Collects one task's page records and publishes them, at most every ``interval`` seconds
-    (longer for tasks with thousands of pages, see RECORDS_PER_SECOND_OF_INTERVAL)."""
+    (longer for tasks with thousands of pages, see RECORDS_PER_SECOND_OF_INTERVAL).
+
+    ``floor`` is what an earlier try of the same task instance last published (its checkpoint):
+    every publication is merged over it, so a page that reached a state never falls back while
+    this try redoes it (it stays there, or moves on). ``checkpoint`` is called with each published
+    document, to keep the floor for the next try. The try's own records (``records``,
+    ``state_of``) are its own work only.
+    """
 
     def __init__(
         self,
         publish: Callable[[dict[str, StatusRecord]], None],
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
+        *,
+        floor: Mapping[str, Mapping[str, Any]] | None = None,
+        checkpoint: Callable[[dict[str, StatusRecord]], None] | None = None,
     ) -> None:
         self._publish = publish
         self._interval = interval
         self._clock = clock
+        self._floor = floor or {}
+        self._checkpoint = checkpoint
         self._records: dict[str, StatusRecord] = {}
-        self._dirty = False
+        self._dirty = bool(self._floor)  # an inherited floor is republished at the first flush
         self._last_published = float("-inf")
 
     def mark(self, page: str, state: PageState, **details: Any) -> None:
@@ -116,11 +128,21 @@ class StatusRecorder:
     def records(self) -> dict[str, StatusRecord]:
         return self._records
 
+    def document(self) -> dict[str, StatusRecord]:
+        """What is published: this try's records merged over the floor."""
+        if not self._floor:
+            return dict(self._records)
+        return merge_page_statuses([self._floor, self._records])
+
     def flush(self, force: bool = True) -> None:
         now = self._clock()
-        interval = max(self._interval, len(self._records) / RECORDS_PER_SECOND_OF_INTERVAL)
+        pages = max(len(self._records), len(self._floor))
+        interval = max(self._interval, pages / RECORDS_PER_SECOND_OF_INTERVAL)
         if not self._dirty or (not force and now - self._last_published < interval):
             return
-        self._publish(dict(self._records))
+        document = self.document()
+        self._publish(document)
+        if self._checkpoint is not None:
+            self._checkpoint(document)
         self._dirty = False
         self._last_published = now

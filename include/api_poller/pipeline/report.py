@@ -8,12 +8,14 @@ step (``pipeline.publish``) advances once the job's snapshot is published.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from api_poller import names
+from api_poller.aws.status_checkpoint import job_status_checkpoints
 from api_poller.core.keys import processed_prefix, s3_uri
 from api_poller.core.lifecycle import PageState, merge_page_statuses, summarize
 
@@ -113,7 +115,9 @@ def report_job(
     from api_poller.pipeline.reconcile import reconcile_job
 
     job, plan = _plan_of(ti)
-    latest = merge_page_statuses(published_statuses(ti))  # merged once, for both uses
+    checkpoints = job_status_checkpoints(s3_client, settings.raw_bucket, ti.run_id)
+    every = [*published_statuses(ti), *itertools.chain.from_iterable(checkpoints.values())]
+    latest = merge_page_statuses(every)  # merged once, for both uses
     reconciliation = reconcile_job(settings, job, plan, s3_client, latest)
     ti.xcom_push(key=names.RECONCILIATION_KEY, value=reconciliation)
     summary = job_summary(
@@ -130,9 +134,13 @@ def report_job(
 # --- sources ----------------------------------------------------------------------------------
 
 
-def _task_statuses(ti: RuntimeTaskInstanceProtocol, task_id: str) -> dict[str, dict[str, Any]]:
-    """Each page's latest record in one task (every map index of it)."""
-    return merge_page_statuses(ti.xcom_pull(task_ids=[task_id], key=names.STATUS_KEY) or [])
+def _task_statuses(
+    ti: RuntimeTaskInstanceProtocol, task_id: str, checkpoints: Mapping[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """Each page's latest record in one task (every map index of it, with their checkpoints: a
+    task instance whose last try was killed before it published still counts)."""
+    published = ti.xcom_pull(task_ids=[task_id], key=names.STATUS_KEY) or []
+    return merge_page_statuses([*published, *checkpoints.get(task_id, [])])
 
 
 def walk_outcome(ti: RuntimeTaskInstanceProtocol) -> dict[str, Any]:
@@ -211,8 +219,9 @@ def report_source_job(
     from api_poller.pipeline.reconcile import reconcile_source_output
 
     job, plan = _plan_of(ti)
-    fetch_statuses = _task_statuses(ti, names.FETCH_TASK)
-    consumed = _task_statuses(ti, names.CONSUME_TASK_ID)
+    checkpoints = job_status_checkpoints(s3_client, settings.raw_bucket, ti.run_id)
+    fetch_statuses = _task_statuses(ti, names.FETCH_TASK, checkpoints)
+    consumed = _task_statuses(ti, names.CONSUME_TASK_ID, checkpoints)
     processed = {
         page: record
         for page, record in consumed.items()

@@ -366,3 +366,66 @@ def test_recorder_with_thousands_of_pages_publishes_less_often_but_flush_still_f
     recorder.mark("page-000002", PageState.PAYLOAD_SAVED)
     recorder.flush()
     assert published[-1]["page-000002"]["state"] == "PayloadSaved"
+
+
+# --- StatusRecorder over an earlier try's checkpoint (the floor) ------------------------------
+
+
+def floored_recorder(floor: dict[str, Any]) -> tuple[StatusRecorder, FakeClock, list[dict[str, Any]], list]:
+    clock = FakeClock(now=2000.0)
+    published: list[dict[str, Any]] = []
+    checkpoints: list[dict[str, Any]] = []
+    recorder = StatusRecorder(
+        published.append, interval=1.0, clock=clock, floor=floor, checkpoint=checkpoints.append
+    )
+    return recorder, clock, published, checkpoints
+
+
+def test_recorder_republishes_its_floor_at_the_first_flush() -> None:
+    floor = {"page-000000": rec(PageState.ENQUEUED, 1000.0, message_id="m-1")}
+    recorder, _, published, checkpoints = floored_recorder(floor)
+    recorder.flush()
+    assert published == checkpoints == [floor]
+    assert recorder.records == {}  # the try's own work only
+
+
+def test_a_page_redone_by_a_new_try_never_falls_below_its_floor() -> None:
+    floor = {
+        "page-000000": rec(PageState.ENQUEUED, 1000.0, message_id="m-1"),
+        "page-000001": rec(PageState.PAYLOAD_SAVED, 1000.0),
+    }
+    recorder, clock, published, _ = floored_recorder(floor)
+    recorder.mark("page-000000", PageState.STARTED, attempts=1)
+    recorder.mark("page-000001", PageState.STARTED)
+    assert published[-1]["page-000000"]["state"] == "Enqueued"
+    assert published[-1]["page-000001"]["state"] == "PayloadSaved"
+    clock.now += 5
+    recorder.mark("page-000001", PageState.ENQUEUED, message_id="m-2")  # moves on
+    recorder.mark("page-000002", PageState.STARTED)  # a page the earlier try never reached
+    recorder.flush()
+    assert published[-1]["page-000001"]["state"] == "Enqueued"
+    assert published[-1]["page-000001"]["message_id"] == "m-2"
+    assert published[-1]["page-000002"]["state"] == "Started"
+    assert recorder.state_of("page-000000") is PageState.STARTED  # the try's logic is its own
+
+
+def test_a_failed_page_may_move_on_to_success_in_a_rerun() -> None:
+    floor = {"page-000000": rec(PageState.FAILED_TO_COMPLETE, 1000.0, reason="dead-lettered")}
+    recorder, clock, published, _ = floored_recorder(floor)
+    recorder.mark("page-000000", PageState.STARTED)
+    assert published[-1]["page-000000"]["state"] == "FailedToComplete"  # stays there meanwhile
+    clock.now += 5
+    recorder.mark("page-000000", PageState.SUCCESSFULLY_COMPLETED, records=100)
+    recorder.flush()
+    assert published[-1]["page-000000"]["state"] == "SuccessfullyCompleted"
+
+
+def test_every_publication_is_checkpointed_and_nothing_more() -> None:
+    recorder, clock, published, checkpoints = floored_recorder({})
+    for step in range(10):  # ten marks within one interval: one publication, one checkpoint
+        recorder.mark(f"page-{step:06d}", PageState.STARTED)
+        clock.now += 0.05
+    recorder.flush()
+    recorder.flush()  # nothing changed
+    assert len(published) == len(checkpoints) == 2
+    assert checkpoints == published

@@ -15,14 +15,16 @@ from api_poller.operations.retention.timestamps import as_utc
 log = logging.getLogger(__name__)
 
 RAW_PREFIX = "jobs/"
-# What failed pages leave in the raw bucket: the raw page, and the consumers' error note.
-LEFTOVER_KEY = re.compile(r"^jobs/(?P<job>[^/]+)/(?P<kind>raw|errors)/[^/]+$")
+# What failed pages leave in the raw bucket: the raw page, and the consumers' error notes; and what
+# every job leaves: its tasks' page-status checkpoints.
+LEFTOVER_KEY = re.compile(r"^jobs/(?P<job>[^/]+)/(?P<kind>raw|errors|status)/[^/]+$")
 
 
 def remove_expired_raw_payloads(
     s3_client: S3Client, bucket: str, *, cutoff: datetime, dry_run: bool = False
 ) -> dict[str, Any]:
-    """Delete raw pages and error notes (``jobs/<job>/{raw,errors}/<page>.json``) older than ``cutoff``.
+    """Delete raw pages, error notes and status checkpoints (``jobs/<job>/{raw,errors,status}/``)
+    older than ``cutoff``.
 
     Nothing else in the bucket is touched. A raw object outlives its page only when the page
     never completed (processing deletes it); an error note stays wherever processing failed once.
