@@ -7,6 +7,8 @@ per concern); this file wires it up.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,6 +56,21 @@ def _run_options() -> tuple[datetime, float, bool]:
     return as_of, float(params["retention_days"]), bool(params.get("dry_run"))
 
 
+@contextmanager
+def _bucket_retention(bucket: str) -> Iterator[tuple[S3Client, datetime, bool]]:
+    """(S3 client, cutoff, dry run) of this run for a task cleaning ``bucket``; the task is
+    skipped if the bucket does not exist (yet)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    as_of, retention_days, dry_run = _run_options()
+    s3: S3Client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+    try:
+        yield s3, as_of - timedelta(days=retention_days), dry_run
+    except s3.exceptions.NoSuchBucket:
+        raise AirflowSkipException(f"bucket {bucket} does not exist (yet)") from None
+
+
 @dag(
     dag_id=names.MAINTENANCE_DAG_ID,
     schedule="@daily",
@@ -94,19 +111,10 @@ def api_poller_maintenance() -> None:
     @task(task_id=names.REMOVE_RAW_LEFTOVERS_TASK)
     def remove_expired_raw_payloads() -> dict:
         """Delete raw pages and error notes older than the retention from the raw bucket."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from api_poller.operations.retention.raw_leftovers import remove_expired_raw_payloads
 
-        as_of, retention_days, dry_run = _run_options()
-        s3: S3Client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
-        try:
-            return remove_expired_raw_payloads(
-                s3, settings.raw_bucket, cutoff=as_of - timedelta(days=retention_days), dry_run=dry_run
-            )
-        except s3.exceptions.NoSuchBucket:
-            raise AirflowSkipException(f"bucket {settings.raw_bucket} does not exist (yet)") from None
+        with _bucket_retention(settings.raw_bucket) as (s3, cutoff, dry_run):
+            return remove_expired_raw_payloads(s3, settings.raw_bucket, cutoff=cutoff, dry_run=dry_run)
 
     @task(task_id=names.REPORT_DEAD_LETTERS_TASK)
     def report_expiring_dead_letters() -> dict:
@@ -131,43 +139,28 @@ def api_poller_maintenance() -> None:
     @task(task_id=names.EXPIRE_SNAPSHOTS_TASK)
     def expire_old_snapshots() -> list[dict]:
         """Expire snapshots beyond each source's keep_snapshots; remove unfinished snapshot folders."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from api_poller.operations.retention.snapshots import expire_snapshots
         from api_poller.sources.folder import sources_folder
         from api_poller.sources.spec import load_sources
 
-        as_of, retention_days, dry_run = _run_options()
         sources, _ = load_sources(sources_folder(settings, Path(__file__).resolve().parent))
-        s3: S3Client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
-        try:
-            cutoff = as_of - timedelta(days=retention_days)
-            bucket = settings.processed_bucket
-            keeps = {name: spec.output.keep_snapshots for name, spec in sorted(sources.items())}
+        bucket = settings.processed_bucket
+        with _bucket_retention(bucket) as (s3, cutoff, dry_run):
             return [
-                expire_snapshots(s3, bucket, name, keep=keep, cutoff=cutoff, dry_run=dry_run)
-                for name, keep in keeps.items()
+                expire_snapshots(
+                    s3, bucket, name, keep=spec.output.keep_snapshots, cutoff=cutoff, dry_run=dry_run
+                )
+                for name, spec in sorted(sources.items())
             ]
-        except s3.exceptions.NoSuchBucket:
-            raise AirflowSkipException(f"bucket {settings.processed_bucket} does not exist (yet)") from None
 
     @task(task_id=names.REMOVE_PUBLISHED_RECORDS_TASK)
     def remove_published_page_records() -> dict:
         """Delete per-page record files of source jobs published before the retention."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from api_poller.operations.retention.published_records import remove_published_page_records
 
-        as_of, retention_days, dry_run = _run_options()
-        s3: S3Client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
-        try:
-            return remove_published_page_records(
-                s3, settings.processed_bucket, cutoff=as_of - timedelta(days=retention_days), dry_run=dry_run
-            )
-        except s3.exceptions.NoSuchBucket:
-            raise AirflowSkipException(f"bucket {settings.processed_bucket} does not exist (yet)") from None
+        bucket = settings.processed_bucket
+        with _bucket_retention(bucket) as (s3, cutoff, dry_run):
+            return remove_published_page_records(s3, bucket, cutoff=cutoff, dry_run=dry_run)
 
     purge_expired_status()
     remove_expired_raw_payloads()
