@@ -30,17 +30,7 @@ def source_assets(settings: PollerSettings, dags_folder: str | Path) -> list[Ass
 
     Broken sources are left out here as the DAG factory leaves them out (it reports them).
     """
-    from api_poller.adapters.source_dag import check_source
-    from api_poller.core.errors import SourceError
-    from api_poller.sources.folder import sources_folder
-    from api_poller.sources.spec import load_sources
+    from api_poller.adapters.source_factory import checked_sources
 
-    sources, _ = load_sources(sources_folder(settings, dags_folder))
-    assets = []
-    for name, spec in sorted(sources.items()):
-        try:
-            check_source(spec, settings)
-        except SourceError:
-            continue
-        assets.append(source_asset(name, settings))
-    return assets
+    sources, _, _ = checked_sources(settings, dags_folder)
+    return [source_asset(name, settings) for name in sorted(sources)]

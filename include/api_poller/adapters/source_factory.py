@@ -67,18 +67,29 @@ def source_dags(settings: PollerSettings, dags_folder: str | Path) -> dict[str, 
     return dags
 
 
-def broken_sources(settings: PollerSettings, dags_folder: str | Path) -> tuple[dict[str, SourceError], Path]:
-    """Every broken source file's error by path: its file, then what its DAG needs (checked
-    without building the DAG: the factory file builds it)."""
+def checked_sources(
+    settings: PollerSettings, dags_folder: str | Path
+) -> tuple[dict[str, SourceSpec], dict[str, SourceError], Path]:
+    """The sources that can become a DAG by name, every broken file's error by path, and the folder
+    read: each file, then what its DAG needs (checked without building the DAG)."""
     from api_poller.adapters.source_dag import check_source
 
     folder = sources_folder(settings, dags_folder)
     sources, errors = load_sources(folder)
-    for spec in sources.values():
+    valid: dict[str, SourceSpec] = {}
+    for name, spec in sources.items():
         try:
             check_source(spec, settings)
         except SourceError as error:
             errors[spec.file] = error
+            continue
+        valid[name] = spec
+    return valid, errors, folder
+
+
+def broken_sources(settings: PollerSettings, dags_folder: str | Path) -> tuple[dict[str, SourceError], Path]:
+    """Every broken source file's error by path (see :func:`checked_sources`)."""
+    _, errors, folder = checked_sources(settings, dags_folder)
     return errors, folder
 
 
@@ -93,6 +104,7 @@ __all__ = [
     "BrokenSourceFiles",
     "SourceSpec",
     "broken_sources",
+    "checked_sources",
     "load_source_dags",
     "raise_for_broken_sources",
     "source_dags",
