@@ -1,14 +1,15 @@
 """api_poller: keep a full copy of a partner's paginated HTTP API in S3.
 
 plan -> fetch (mapped over page batches; each saved page is enqueued at once)
-     -> process (an SQS consumer running alongside the fetch) -> report (reconcile + summary).
+     -> process (an SQS consumer running alongside the fetch) -> report (reconcile + summary)
+     -> end_of_job (the job's outcome and metrics).
 The logic lives in the ``api_poller`` package (``include/``); this file only wires it up.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import TaskGroup, dag, get_current_context, task
 
@@ -24,9 +25,6 @@ from api_poller.adapters.task_support import (
 )
 from api_poller.core.job_request import dag_params
 from api_poller.settings import load_settings
-
-if TYPE_CHECKING:
-    pass
 
 settings = load_settings()
 
@@ -94,7 +92,7 @@ def api_poller() -> None:
         s3, sqs = aws_clients(settings)
         return fetch_batch(
             settings, job_id=context["run_id"], url=url, pages=pages, concurrency=concurrency_per_task,
-            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=status_recorder(settings),
+            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=status_recorder(settings, s3),
         )  # fmt: skip
 
     @task(task_id=names.REPORT_TASK, trigger_rule="all_done")

@@ -231,7 +231,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
         return fetch_source_batch(
             settings, spec, job_id=context["run_id"], mode=mode, base_request=base_request, batch=batch,
             concurrency=concurrency, requests_per_second=requests_per_second, connection=connection,
-            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=status_recorder(settings),
+            s3_client=s3, sqs_client=sqs, queue_url=queue_url, recorder=status_recorder(settings, s3),
         )  # fmt: skip
 
     @task(task_id=names.REPORT_TASK, trigger_rule="all_done")

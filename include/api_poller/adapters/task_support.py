@@ -31,14 +31,12 @@ def aws_clients(settings: PollerSettings) -> tuple[S3Client, SqsClient]:
     return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn(), SqsHook(aws_conn_id=settings.aws_conn_id).conn
 
 
-def status_recorder(settings: PollerSettings) -> StatusRecorder:
+def status_recorder(settings: PollerSettings, s3: S3Client) -> StatusRecorder:
     """The running task's page-status recorder, publishing to its ``page_status`` XCom (and its
-    checkpoint in the raw bucket, which a later try of the task starts from)."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
+    checkpoint in the raw bucket, through the task's ``s3`` client, which a later try of the task
+    starts from)."""
     from api_poller.adapters.status_publishing import checkpointed_recorder
 
-    s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
     ti = get_current_context()["ti"]
     return checkpointed_recorder(ti, s3, settings.raw_bucket, settings.status_flush_seconds)
 
