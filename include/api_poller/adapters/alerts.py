@@ -63,19 +63,22 @@ def build_notifier(
 
 
 def check_alerts(spec: SourceSpec, settings: PollerSettings) -> None:
-    """SourceError naming the file and field if the source's notifier cannot be built (an unknown
-    class, one that is not a notifier, arguments it does not accept or lacks). Nothing is sent:
-    notifiers connect when they notify."""
-    if spec.alerts is None:
+    """SourceError naming the file and field if the source's custom notifier cannot be built (an
+    unknown class, one that is not a notifier, arguments it does not accept or lacks). Nothing is
+    sent: notifiers connect when they notify. An SNS notifier is not built here: its section is
+    checked in full when the file is read, and building it would import the provider's SNS hook
+    on every DAG parse."""
+    if spec.alerts is None or not isinstance(spec.alerts.notifier, CustomNotifierSpec):
         return
-    notifier = spec.alerts.notifier
-    field = "alerts.notifier.class" if isinstance(notifier, CustomNotifierSpec) else "alerts.notifier"
     try:
         build_notifier(
-            notifier, message=CHECK_TEXT, subject=CHECK_TEXT, default_aws_conn_id=settings.aws_conn_id
+            spec.alerts.notifier,
+            message=CHECK_TEXT,
+            subject=CHECK_TEXT,
+            default_aws_conn_id=settings.aws_conn_id,
         )
     except ValueError as error:
-        raise SourceError(spec.file, field, str(error)) from None
+        raise SourceError(spec.file, "alerts.notifier.class", str(error)) from None
     except TypeError as error:
         message = f"the notifier cannot be built: {error}"
         raise SourceError(spec.file, "alerts.notifier.kwargs", message) from None
