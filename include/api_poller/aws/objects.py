@@ -1,14 +1,35 @@
-"""S3 object operations on a job's pages: which pages have an object, batched deletes."""
+"""S3 object operations: reading an object that may not exist, which pages have an object,
+batched deletes."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import ClientError
+
 if TYPE_CHECKING:
     from api_poller.aws.clients import S3Client
 
 log = logging.getLogger(__name__)
+
+# What S3 (and moto) answer for an object that is not there: GET says NoSuchKey, HEAD a bare 404.
+MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def is_missing_object(error: ClientError) -> bool:
+    """Whether ``error`` says the object does not exist (as opposed to any other failure)."""
+    return error.response.get("Error", {}).get("Code") in MISSING_OBJECT_CODES
+
+
+def read_object(s3_client: S3Client, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None when there is no such object (any other error raises)."""
+    try:
+        return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if is_missing_object(error):
+            return None
+        raise
 
 
 def stored_page_ids(s3_client: S3Client, bucket: str, prefix: str) -> set[str]:

@@ -13,8 +13,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
+from api_poller.aws.objects import read_object
 from api_poller.core.keys import slow_down_key
 
 if TYPE_CHECKING:
@@ -36,12 +35,9 @@ class S3SlowDownSignal:
         self._s3.put_object(Bucket=self._bucket, Key=self.key, Body=body, ContentType="application/json")
 
     def read(self) -> float | None:
-        try:
-            raw = self._s3.get_object(Bucket=self._bucket, Key=self.key)["Body"].read()
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
+        raw = read_object(self._s3, self._bucket, self.key)
+        if raw is None:
+            return None
         try:
             value = json.loads(raw)["slow_down_until"]
             return float(value)

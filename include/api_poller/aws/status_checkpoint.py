@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from api_poller.aws.objects import is_missing_object
 from api_poller.core.keys import status_checkpoint_key, status_checkpoint_prefix
 
 if TYPE_CHECKING:
     from api_poller.aws.clients import S3Client
 
 log = logging.getLogger(__name__)
-
-_MISSING = ("NoSuchKey", "404", "NotFound")
 
 
 class StatusCheckpoint:
@@ -47,7 +46,7 @@ class StatusCheckpoint:
         try:
             raw = self._s3.get_object(Bucket=self._bucket, Key=self.key)["Body"].read()
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in _MISSING:
+            if not is_missing_object(error):
                 log.warning("could not read the status checkpoint %s: %s", self.key, error)
             return None
         except BotoCoreError as error:

@@ -19,8 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
+from api_poller.aws.objects import read_object
 from api_poller.core.errors import FatalError
 from api_poller.core.incremental import CursorValue, is_later
 from api_poller.core.keys import watermark_key
@@ -36,19 +35,12 @@ class Watermark:
     updated_at: float = 0.0
 
 
-def _is_missing(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
-
-
 def read_watermark(s3_client: S3Client, bucket: str, source: str) -> Watermark | None:
     """The source's watermark, or None when it has none (never synced, or reset)."""
     key = watermark_key(source)
-    try:
-        raw = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if _is_missing(error):
-            return None
-        raise
+    raw = read_object(s3_client, bucket, key)
+    if raw is None:
+        return None
     try:
         document: Any = json.loads(raw)
         value = document["value"]

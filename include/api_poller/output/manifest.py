@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
+from api_poller.aws.objects import read_object
 from api_poller.core.keys import latest_snapshot_key, s3_uri, safe_job_id
 
 if TYPE_CHECKING:
@@ -65,18 +64,11 @@ def build_manifest(
     }
 
 
-def _is_missing(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
-
-
 def read_json_object(s3_client: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
     """A JSON document stored at ``key``, or None when there is none."""
-    try:
-        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if _is_missing(error):
-            return None
-        raise
+    body = read_object(s3_client, bucket, key)
+    if body is None:
+        return None
     document: dict[str, Any] = json.loads(body)
     return document
 

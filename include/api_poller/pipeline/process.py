@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from api_poller.aws.messaging import DEFAULT_PRIMARY_KEY, DEFAULT_RECORDS_PATH, PagePointer
+from api_poller.aws.objects import is_missing_object
 from api_poller.core.errors import ResponseShapeError
 from api_poller.core.incremental import CursorValue, CursorValueError, max_cursor_value
 from api_poller.core.keys import processed_key
@@ -97,10 +98,6 @@ def records_to_ndjson(
     return page.body, page.count
 
 
-def _is_missing(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
-
-
 def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) -> ProcessedPage:
     """Write the page's records to its processed key. The raw object is deleted afterwards, as the
     seed does, by the caller: ``delete_raw_pages`` deletes a whole batch's in one call.
@@ -112,12 +109,12 @@ def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) ->
     try:
         raw = s3_client.get_object(Bucket=pointer.bucket, Key=pointer.key)["Body"].read()
     except ClientError as error:
-        if not _is_missing(error):
+        if not is_missing_object(error):
             raise
         try:
             head = s3_client.head_object(Bucket=processed_bucket, Key=target)
         except ClientError as missing:
-            if _is_missing(missing):
+            if is_missing_object(missing):
                 raise PageProcessingError(f"{pointer.page_id}: raw object {pointer.key} is gone") from None
             raise
         metadata = head.get("Metadata", {})
