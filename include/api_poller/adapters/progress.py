@@ -30,7 +30,7 @@ def _xcom_values(
     return [XComModel.deserialize_value(row) for row in session.execute(query)]
 
 
-def _published_statuses(dag_id: str, run_id: str, session: Session) -> dict[tuple[str, int], Any]:
+def load_published_statuses(dag_id: str, run_id: str, session: Session) -> dict[tuple[str, int], Any]:
     """Each status-publishing task instance's ``page_status`` XCom, by (task id, map index)."""
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
@@ -78,8 +78,10 @@ def load_page_statuses(
     run_id: str,
     session: Session | None = None,
     read_checkpoints: CheckpointReader = _read_checkpoints,
+    published: Mapping[tuple[str, int], Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Each page's latest record in the run.
+    """Each page's latest record in the run (from ``published``, the run's status documents, if
+    the caller has read them already).
 
     A task instance whose new try has not published yet counts with its S3 checkpoint (what its
     earlier try last published), so no page falls back meanwhile; only then is S3 read.
@@ -88,8 +90,9 @@ def load_page_statuses(
         from airflow.utils.session import create_session
 
         with create_session() as own_session:
-            return load_page_statuses(dag_id, run_id, own_session, read_checkpoints)
-    published = _published_statuses(dag_id, run_id, session)
+            return load_page_statuses(dag_id, run_id, own_session, read_checkpoints, published)
+    if published is None:
+        published = load_published_statuses(dag_id, run_id, session)
     documents: list[Any] = list(published.values())
     missing = _retried_without_statuses(dag_id, run_id, session, published)
     if missing:

@@ -21,7 +21,12 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy.orm import Session
 
 from api_poller import names
-from api_poller.adapters.progress import load_page_statuses, load_plan, load_plan_error
+from api_poller.adapters.progress import (
+    load_page_statuses,
+    load_plan,
+    load_plan_error,
+    load_published_statuses,
+)
 from api_poller.aws.clients import SqsClient
 from api_poller.aws.resources import queue_url
 from api_poller.jobs_api.dependencies import (
@@ -37,7 +42,7 @@ from api_poller.jobs_api.dependencies import (
 from api_poller.jobs_api.models import JobRedriven, JobRerun
 from api_poller.jobs_api.page import ACTIVE_RUN_STATES
 from api_poller.jobs_api.page_details import planned_pages
-from api_poller.jobs_api.rerun import failed_pages, fetch_rerun, load_failed_fetch_tasks, load_fetch_records
+from api_poller.jobs_api.rerun import failed_pages, fetch_records_of, fetch_rerun, load_failed_fetch_tasks
 from api_poller.operations.redrive import RedriveResult, redrive_dead_letters
 from api_poller.settings import PollerSettings
 
@@ -132,7 +137,8 @@ def rerun_failed_pages(
     fetched or processed again, and the job's progress and report are recomputed."""
     access.require(*CLEAR_TASKS, run.dag_id)
     finished_run(run, "rerun its failed pages")
-    statuses = load_page_statuses(run.dag_id, run.run_id, session)
+    published = load_published_statuses(run.dag_id, run.run_id, session)  # read once, used twice
+    statuses = load_page_statuses(run.dag_id, run.run_id, session, published=published)
     failed = failed_pages(statuses)
     failed_fetch_tasks = load_failed_fetch_tasks(run.dag_id, run.run_id, session)
     if not failed and not failed_fetch_tasks:
@@ -148,7 +154,7 @@ def rerun_failed_pages(
         failed,
         redriven=set(moved.moved),
         failed_fetch_tasks=failed_fetch_tasks,
-        fetch_records=load_fetch_records(run.dag_id, run.run_id, session),
+        fetch_records=fetch_records_of(published),
         planned=planned_pages(load_plan(run.dag_id, run.run_id, session)),
         statuses=statuses,
     )

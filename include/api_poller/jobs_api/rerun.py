@@ -34,16 +34,24 @@ def failed_pages(statuses: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return sorted(page for page, record in statuses.items() if record.get("state") == failed)
 
 
+def fetch_owners(
+    fetch_records: Mapping[int, Mapping[str, Any]], planned: Mapping[str, Mapping[str, Any]]
+) -> dict[str, int]:
+    """Each known page's fetch map index: the one that recorded it (a walk's pages are only known
+    that way; the lowest index if several did), else the plan's."""
+    owners = {
+        page: owner for page, entry in planned.items() if isinstance(owner := entry.get("FetchMapIndex"), int)
+    }
+    for map_index, records in sorted(fetch_records.items(), reverse=True):
+        owners.update(dict.fromkeys(records, map_index))
+    return owners
+
+
 def fetch_owner(
     page: str, fetch_records: Mapping[int, Mapping[str, Any]], planned: Mapping[str, Mapping[str, Any]]
 ) -> int | None:
-    """The fetch map index that fetches ``page``: the one that recorded it (a walk's pages are only
-    known that way), else the plan's; None if neither knows it."""
-    for map_index, records in sorted(fetch_records.items()):
-        if page in records:
-            return map_index
-    owner = planned.get(page, {}).get("FetchMapIndex")
-    return owner if isinstance(owner, int) else None
+    """The fetch map index that fetches ``page`` (see :func:`fetch_owners`); None if none knows it."""
+    return fetch_owners(fetch_records, planned).get(page)
 
 
 def fetch_rerun(
@@ -56,38 +64,28 @@ def fetch_rerun(
 ) -> FetchRerun:
     """The fetch tasks owning the failed pages not ``redriven``, and those that failed as a whole,
     with the pages they fetch again (the failed ones, and a failed task's unfinished ones)."""
+    owners = fetch_owners(fetch_records, planned)  # once: a job may have 100,000 pages
     indexes = set(failed_fetch_tasks)
-    for page in failed:
-        owner = fetch_owner(page, fetch_records, planned)
-        if page not in redriven and owner is not None:
-            indexes.add(owner)
+    indexes.update(owners[page] for page in failed if page not in redriven and page in owners)
     pages = [
         page
         for page in sorted(set(planned) | set(statuses))
         if page not in redriven
         and statuses.get(page, {}).get("state") != PageState.SUCCESSFULLY_COMPLETED
-        and fetch_owner(page, fetch_records, planned) in indexes
+        and owners.get(page) in indexes
     ]
     return FetchRerun(sorted(indexes), pages)
 
 
+def fetch_records_of(published: Mapping[tuple[str, int], Any]) -> dict[int, dict[str, Any]]:
+    """Each fetch map index's page records, from the run's published status documents
+    (``adapters.progress.load_published_statuses``)."""
+    return {
+        index: document or {} for (task, index), document in published.items() if task == names.FETCH_TASK
+    }
+
+
 # -- what the run recorded (Airflow's metadata database) -----------------------------------------------
-
-
-def load_fetch_records(dag_id: str, run_id: str, session: Session) -> dict[int, dict[str, Any]]:
-    """Each fetch map index's page records (its ``page_status`` XCom)."""
-    from airflow.models.xcom import XComModel
-    from sqlalchemy import select
-
-    rows = session.execute(
-        select(XComModel.map_index, XComModel.value).where(
-            XComModel.dag_id == dag_id,
-            XComModel.run_id == run_id,
-            XComModel.task_id == names.FETCH_TASK,
-            XComModel.key == names.STATUS_KEY,
-        )
-    )
-    return {row.map_index: XComModel.deserialize_value(row) or {} for row in rows}
 
 
 def load_failed_fetch_tasks(dag_id: str, run_id: str, session: Session) -> list[int]:
