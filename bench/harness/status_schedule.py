@@ -39,15 +39,17 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
 def whole_run_flushes(
     batches: Sequence[Sequence[PageTask]], pace: float, flush_seconds: float
 ) -> dict[str, Any]:
-    """The flushes of a whole run by the recorders' own rule (every ``flush_seconds``, longer for
-    documents of thousands of records), pages done at ``pace`` a second spread evenly over the
-    fetch tasks, the consumer completing each page as it is enqueued: how many documents each task
-    writes and how many records they hold in all."""
+    """The flushes of a whole run by the recorders' own rule (every ``flush_seconds``), pages done
+    at ``pace`` a second spread evenly over the fetch tasks, the consumer completing each page as it
+    is enqueued: how many publications each task makes and how many page records they carry in all
+    (a publication carries the chunks of records that changed, ``core.status_document``)."""
     clock = FakeClock()
     sizes: dict[str, list[int]] = {}
 
     def counting(task: str) -> Callable[[Any], None]:
-        return lambda value: sizes.setdefault(task, []).append(len(value))
+        return lambda publication: sizes.setdefault(task, []).append(
+            sum(len(records) for records in publication.chunks.values())
+        )
 
     fetchers = [StatusRecorder(counting(f"fetch[{i}]"), flush_seconds, clock) for i in range(len(batches))]
     consumer = StatusRecorder(counting("consumer"), flush_seconds, clock)

@@ -22,8 +22,8 @@ from botocore.config import Config
 
 from api_poller import names
 from api_poller.adapters.lineage import report_consume_lineage
-from api_poller.adapters.status_publishing import checkpointed_recorder
-from api_poller.core.lifecycle import StatusRecorder, merge_page_statuses
+from api_poller.adapters.status_publishing import checkpointed_recorder, published_status
+from api_poller.core.lifecycle import StatusRecorder
 from api_poller.observability.metrics import JobMetrics
 from api_poller.pipeline.consume import PageConsumer, RunOutcome, plan_page_ids
 
@@ -50,8 +50,9 @@ class FetchTasks:
         return count_task_instances(self._ti, [self._task_id], ACTIVE_TI_STATES) > 0
 
     def fetch_records(self) -> Mapping[str, Mapping[str, Any]]:
-        published = self._ti.xcom_pull(task_ids=[self._task_id], key=names.STATUS_KEY)
-        return merge_page_statuses(published or [])
+        """Each page's state in the fetch tasks (from their summaries: no page details)."""
+        states = published_status(self._ti, [self._task_id]).states()
+        return {page: {"state": state} for page, state in states.items()}
 
 
 class PageMessageSensor(SqsSensor):

@@ -1,81 +1,130 @@
 """A task instance's page statuses kept in S3, so a new try of the task starts from them.
 
 Airflow deletes a task instance's XComs when a new try starts (retry, clear), so the statuses it
-had published vanish until it publishes again. The same document is written, compactly, to one
-small S3 object per task instance at each publication (never per page); the new try reads it back
-and republishes it at once, and the job API reads it for a task instance that has no status XCom.
+had published vanish until it publishes again. Each publication (``core.lifecycle.Publication``:
+the summary and the detail chunks that changed) is also written to S3, one object for the summary
+and one per chunk, never per page; the new try reads them back and republishes them at once, and
+the job API reads them for a task instance that has no status XCom.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from api_poller.aws.objects import is_missing_object
-from api_poller.core.keys import status_checkpoint_key, status_checkpoint_prefix
+from api_poller.core.keys import status_checkpoint_chunk_key, status_checkpoint_key, status_checkpoint_prefix
+from api_poller.core.status_document import TaskStatus, read_summary
 
 if TYPE_CHECKING:
     from api_poller.aws.clients import S3Client
+    from api_poller.core.lifecycle import Publication
 
 log = logging.getLogger(__name__)
 
+StatusRecords = dict[str, dict[str, Any]]
+
+
+def _records(document: object) -> StatusRecords | None:
+    if not isinstance(document, dict) or not all(
+        isinstance(record, dict) and "state" in record for record in document.values()
+    ):
+        return None
+    return document
+
 
 class StatusCheckpoint:
-    """``write(records)`` / ``read()`` of one task instance's checkpoint in the raw bucket."""
+    """``write(publication)`` / ``read_summary()`` / ``read_records()`` of one task instance's
+    checkpoint in the raw bucket."""
 
     def __init__(self, s3_client: S3Client, bucket: str, job_id: str, task_id: str, map_index: int) -> None:
         self._s3 = s3_client
         self._bucket = bucket
+        self._address = (job_id, task_id, map_index)
         self.key = status_checkpoint_key(job_id, task_id, map_index)
 
-    def write(self, records: Mapping[str, Mapping[str, Any]]) -> None:
-        """Store the document; a failure is only logged (the XCom was published, the checkpoint
-        is a floor for the next try, not the record of truth)."""
-        body = json.dumps(records, separators=(",", ":"), default=str).encode()
+    def chunk_key(self, chunk: int) -> str:
+        return status_checkpoint_chunk_key(*self._address, chunk)
+
+    def write(self, publication: Publication) -> None:
+        """Store the changed chunks, then the summary; a failure is only logged (the XCom was
+        published, the checkpoint is a floor for the next try, not the record of truth)."""
         try:
-            self._s3.put_object(Bucket=self._bucket, Key=self.key, Body=body, ContentType="application/json")
+            for chunk, records in publication.chunks.items():
+                self._put(self.chunk_key(chunk), records)
+            self._put(self.key, publication.summary)
         except (ClientError, BotoCoreError) as error:
             log.warning("could not write the status checkpoint %s: %s", self.key, error)
 
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        """The last document written, or None if there is none (or it cannot be read)."""
+    def _put(self, key: str, document: Mapping[str, Any]) -> None:
+        body = json.dumps(document, separators=(",", ":"), default=str).encode()
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+
+    def _get(self, key: str) -> object | None:
         try:
-            raw = self._s3.get_object(Bucket=self._bucket, Key=self.key)["Body"].read()
+            raw = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
         except ClientError as error:
             if not is_missing_object(error):
-                log.warning("could not read the status checkpoint %s: %s", self.key, error)
+                log.warning("could not read the status checkpoint %s: %s", key, error)
             return None
         except BotoCoreError as error:
-            log.warning("could not read the status checkpoint %s: %s", self.key, error)
+            log.warning("could not read the status checkpoint %s: %s", key, error)
             return None
         try:
-            document = json.loads(raw)
+            return json.loads(raw)
+        except ValueError:
+            log.warning("ignoring a malformed status checkpoint at %s", key)
+            return None
+
+    def read_summary(self) -> TaskStatus | None:
+        """The last summary written (a checkpoint of the earlier format: its records), or None if
+        there is none (or it cannot be read)."""
+        document = self._get(self.key)
+        if document is None:
+            return None
+        try:
+            return read_summary(document)
         except ValueError:
             log.warning("ignoring a malformed status checkpoint at %s", self.key)
             return None
-        if not isinstance(document, dict) or not all(
-            isinstance(record, dict) and "state" in record for record in document.values()
-        ):
-            log.warning("ignoring a malformed status checkpoint at %s", self.key)
+
+    def read_chunks(self, chunks: Iterable[int]) -> StatusRecords:
+        """The records of ``chunks`` (those that can be read)."""
+        found: StatusRecords = {}
+        for chunk in chunks:
+            records = _records(self._get(self.chunk_key(chunk)))
+            if records is None:
+                continue
+            found.update(records)
+        return found
+
+    def read_records(self) -> StatusRecords | None:
+        """Every record of the checkpoint (summary and all its chunks), or None if there is none."""
+        summary = self.read_summary()
+        if summary is None:
             return None
-        return document
+        if summary.records is not None:
+            return summary.records
+        return self.read_chunks(summary.chunks)
 
 
-def job_status_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Every checkpoint of a job, by task id (one LIST per 1,000, one GET each): for the report,
-    which runs once per job, so a task instance whose last try never published still counts."""
+def job_status_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, list[StatusRecords]]:
+    """Every checkpoint of a job, by task id, as records (one LIST per 1,000 objects, one GET per
+    summary and chunk): for the report, which runs once per job, so a task instance whose last try
+    never published still counts."""
     prefix = status_checkpoint_prefix(job_id)
-    found: dict[str, list[dict[str, Any]]] = {}
+    found: dict[str, list[StatusRecords]] = {}
     for listing in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in listing.get("Contents", []):
-            task_id, _, index = item["Key"][len(prefix) :].removesuffix(".json").rpartition(".")
-            if not task_id or not index.lstrip("-").isdigit():
-                continue
-            document = StatusCheckpoint(s3_client, bucket, job_id, task_id, int(index)).read()
-            if document is not None:
-                found.setdefault(task_id, []).append(document)
+            name = item["Key"][len(prefix) :]
+            task_id, _, index = name.removesuffix(".json").rpartition(".")
+            if "/" in name or not task_id or not index.lstrip("-").isdigit():
+                continue  # a chunk (read through its summary) or not a checkpoint
+            records = StatusCheckpoint(s3_client, bucket, job_id, task_id, int(index)).read_records()
+            if records is not None:
+                found.setdefault(task_id, []).append(records)
     return found

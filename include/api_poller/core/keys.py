@@ -73,6 +73,13 @@ def status_checkpoint_key(job_id: str, task_id: str, map_index: int) -> str:
     return f"{status_checkpoint_prefix(job_id)}{task_id}.{map_index}.json"
 
 
+def status_checkpoint_chunk_key(job_id: str, task_id: str, map_index: int, chunk: int) -> str:
+    """One detail chunk of a task instance's checkpoint (``core.status_document``):
+    ``jobs/<job>/status/chunks/<task id>.<map index>/<chunk>.json``."""
+    status_checkpoint_key(job_id, task_id, map_index)  # the same checks
+    return f"{status_checkpoint_prefix(job_id)}chunks/{task_id}.{map_index}/{chunk:05d}.json"
+
+
 def watermark_key(source: str) -> str:
     """A source's incremental watermark (processed bucket): ``state/<source>/watermark.json``."""
     if not source or "/" in source or source in (".", ".."):

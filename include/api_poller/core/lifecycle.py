@@ -1,51 +1,40 @@
 """The page lifecycle, recorded through XCom, and the job progress computed from it.
 
-Every task that touches pages publishes one XCom (key ``page_status``) mapping page id to its
-latest record in that task. A page's status across the run is its most advanced record over all
-tasks, so progress can be computed at any moment from whatever has been published so far.
+Every task that touches pages keeps each page's latest record in that task and publishes them
+(``StatusRecorder``; the format is ``core.status_document``'s: a small summary plus chunks of
+records). A page's status across the run is its most advanced record over all tasks, so progress
+can be computed at any moment from whatever has been published so far.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-
-class PageState(enum.StrEnum):
-    STARTED = "Started"
-    PAYLOAD_SAVED = "PayloadSaved"
-    ENQUEUED = "Enqueued"
-    SUCCESSFULLY_COMPLETED = "SuccessfullyCompleted"
-    FAILED_TO_COMPLETE = "FailedToComplete"
-
-    @property
-    def rank(self) -> int:
-        """How far along the lifecycle the state is; both outcomes are final."""
-        return _RANK[self]
-
-    @property
-    def is_final(self) -> bool:
-        return self in (PageState.SUCCESSFULLY_COMPLETED, PageState.FAILED_TO_COMPLETE)
-
-
-_RANK = {
-    PageState.STARTED: 0,
-    PageState.PAYLOAD_SAVED: 1,
-    PageState.ENQUEUED: 2,
-    PageState.SUCCESSFULLY_COMPLETED: 3,
-    PageState.FAILED_TO_COMPLETE: 3,
-}
+from api_poller.core.page_state import PageState
+from api_poller.core.status_document import StatusIndex, checked_page_number, chunk_of
 
 PROGRESS_FIELDS = [state.value for state in PageState]
 
 StatusRecord = dict[str, Any]
 
 
-def _order(record: Mapping[str, Any]) -> tuple[int, float]:
-    # A later final record wins over an earlier one (a redriven page can succeed after failing).
-    return PageState(record["state"]).rank, float(record.get("at", 0.0))
+def _order(record: Mapping[str, Any]) -> tuple[int, bool, float]:
+    # Success wins over failure (a redriven page can succeed after failing; nothing fails a page
+    # that succeeded), as in ``core.status_document.JobStatus``; else the later record wins.
+    state = PageState(record["state"])
+    return state.rank, state is PageState.SUCCESSFULLY_COMPLETED, float(record.get("at", 0.0))
+
+
+def merged_record(current: Mapping[str, Any] | None, record: Mapping[str, Any]) -> StatusRecord:
+    """The more advanced of two records of one page, with the details only the other has."""
+    if current is None:
+        return dict(record)
+    if _order(record) >= _order(current):
+        return {**current, **record}
+    return {**record, **current}
 
 
 def merge_page_statuses(
@@ -58,13 +47,7 @@ def merge_page_statuses(
     latest: dict[str, StatusRecord] = {}
     for statuses in published:
         for page, record in (statuses or {}).items():
-            current = latest.get(page)
-            if current is None:
-                latest[page] = dict(record)
-            elif _order(record) >= _order(current):
-                latest[page] = {**current, **record}
-            else:
-                latest[page] = {**record, **current}
+            latest[page] = merged_record(latest.get(page), record)
     return latest
 
 
@@ -77,46 +60,65 @@ def summarize(latest: Mapping[str, Mapping[str, Any]], total: int) -> dict[str, 
     return counts
 
 
-# Each publication rewrites the task's whole record map (one XCom row): past a few thousand pages
-# that costs the api-server and the database more than the progress is worth, so a task with many
-# pages publishes less often (10,000 pages: every 5 s).
-RECORDS_PER_SECOND_OF_INTERVAL = 2000
+@dataclass(frozen=True)
+class Publication:
+    """What one flush publishes: the task instance's summary and the detail chunks that changed."""
+
+    summary: dict[str, Any]
+    chunks: dict[int, dict[str, StatusRecord]]
 
 
 class StatusRecorder:
-    """Collects one task's page records and publishes them, at most every ``interval`` seconds
-    (longer for tasks with thousands of pages, see RECORDS_PER_SECOND_OF_INTERVAL).
+    """Collects one task's page records and publishes them, at most every ``interval`` seconds.
+
+    A publication is the task's summary (a few hundred bytes, whatever the page count) and only
+    the detail chunks with a page that changed since the last one (see ``core.status_document``).
 
     ``floor`` is what an earlier try of the same task instance last published (its checkpoint):
     every publication is merged over it, so a page that reached a state never falls back while
-    this try redoes it (it stays there, or moves on). ``checkpoint`` is called with each published
-    document, to keep the floor for the next try. The try's own records (``records``,
+    this try redoes it (it stays there, or moves on). ``checkpoint`` is called with each
+    publication, to keep the floor for the next try. The try's own records (``records``,
     ``state_of``) are its own work only.
     """
 
     def __init__(
         self,
-        publish: Callable[[dict[str, StatusRecord]], None],
+        publish: Callable[[Publication], None],
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         *,
         floor: Mapping[str, Mapping[str, Any]] | None = None,
-        checkpoint: Callable[[dict[str, StatusRecord]], None] | None = None,
+        checkpoint: Callable[[Publication], None] | None = None,
     ) -> None:
         self._publish = publish
         self._interval = interval
         self._clock = clock
-        self._floor = floor or {}
+        self._floor = dict(floor or {})
         self._checkpoint = checkpoint
         self._records: dict[str, StatusRecord] = {}
+        self._index = StatusIndex()
+        self._chunks: dict[int, dict[str, StatusRecord]] = {}
+        self._dirty_chunks: set[int] = set()
+        for page, record in self._floor.items():
+            self._set_view(page, dict(record))
         self._dirty = bool(self._floor)  # an inherited floor is republished at the first flush
         self._last_published = float("-inf")
 
+    def _set_view(self, page: str, record: StatusRecord) -> None:
+        chunk = chunk_of(checked_page_number(page))
+        pages = self._chunks.setdefault(chunk, {})
+        self._index.update(page, pages.get(page), record)
+        pages[page] = record
+        self._dirty_chunks.add(chunk)
+
     def mark(self, page: str, state: PageState, **details: Any) -> None:
+        checked_page_number(page)  # before anything is recorded
         previous = self._records.get(page, {})
         record = {**previous, **{k: v for k, v in details.items() if v is not None}}
         record.update(state=state.value, at=self._clock())
         self._records[page] = record
+        floor = self._floor.get(page)
+        self._set_view(page, merged_record(floor, record) if floor is not None else dict(record))
         self._dirty = True
         self.flush(force=False)
 
@@ -129,20 +131,24 @@ class StatusRecorder:
         return self._records
 
     def document(self) -> dict[str, StatusRecord]:
-        """What is published: this try's records merged over the floor."""
-        if not self._floor:
-            return dict(self._records)
-        return merge_page_statuses([self._floor, self._records])
+        """Every page's record as published: this try's records merged over the floor."""
+        return {page: dict(record) for pages in self._chunks.values() for page, record in pages.items()}
+
+    def publication(self) -> Publication:
+        """The summary and the chunks changed since the last publication (all of them, the first time)."""
+        return Publication(
+            summary=self._index.summary(self._chunks),
+            chunks={chunk: dict(self._chunks[chunk]) for chunk in sorted(self._dirty_chunks)},
+        )
 
     def flush(self, force: bool = True) -> None:
         now = self._clock()
-        pages = max(len(self._records), len(self._floor))
-        interval = max(self._interval, pages / RECORDS_PER_SECOND_OF_INTERVAL)
-        if not self._dirty or (not force and now - self._last_published < interval):
+        if not self._dirty or (not force and now - self._last_published < self._interval):
             return
-        document = self.document()
-        self._publish(document)
+        publication = self.publication()
+        self._publish(publication)
         if self._checkpoint is not None:
-            self._checkpoint(document)
+            self._checkpoint(publication)
         self._dirty = False
+        self._dirty_chunks.clear()
         self._last_published = now

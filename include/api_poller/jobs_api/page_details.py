@@ -49,6 +49,38 @@ def planned_pages(plan_output: Any) -> dict[str, dict[str, Any]]:
     return pages
 
 
+def page_detail(
+    job_id: str,
+    page: str,
+    plan: Mapping[str, Any],
+    record: Mapping[str, Any],
+    state: str,
+    raw_bucket: str,
+    processed_bucket: str,
+) -> PageDetail:
+    """One page as the job API lists it: its ``plan`` entry (``planned_pages``), its latest
+    ``record`` (details) and its ``state`` in the job (PENDING if no task recorded it)."""
+    done_key = record.get("processed_key") or (
+        processed_key(job_id, page) if state == PageState.SUCCESSFULLY_COMPLETED else None
+    )
+    return PageDetail(
+        PageId=page,
+        StartAt=plan.get("StartAt"),
+        Count=plan.get("Count"),
+        FetchMapIndex=plan.get("FetchMapIndex"),
+        State=state,
+        UpdatedAt=_timestamp(record.get("at")),
+        Attempts=_int_or_none(record.get("attempts")),
+        Receives=_int_or_none(record.get("receives")),
+        Records=_int_or_none(record.get("records")),
+        RawLocation=s3_uri(raw_bucket, record["raw_key"]) if record.get("raw_key") else None,
+        ProcessedLocation=s3_uri(processed_bucket, done_key) if done_key else None,
+        Error=record.get("error"),
+        # A page redriven to success after failing keeps no failure reason.
+        Reason=record.get("reason") if state == PageState.FAILED_TO_COMPLETE else None,
+    )
+
+
 def page_details(
     job_id: str,
     planned: Mapping[str, Mapping[str, Any]],
@@ -56,34 +88,16 @@ def page_details(
     raw_bucket: str,
     processed_bucket: str,
 ) -> list[PageDetail]:
-    """Every page of the job (planned or recorded), in page order, with where its data is.
-
-    ``statuses`` are the merged ``page_status`` records (``api_poller.adapters.progress.load_page_statuses``).
-    """
-    details = []
-    for page in sorted(set(planned) | set(statuses)):
-        plan = planned.get(page, {})
-        record = statuses.get(page, {})
-        state = record.get("state", PENDING)
-        done_key = record.get("processed_key") or (
-            processed_key(job_id, page) if state == PageState.SUCCESSFULLY_COMPLETED else None
+    """Every page of ``planned`` and ``statuses`` (merged records, each with its state), in page order."""
+    return [
+        page_detail(
+            job_id,
+            page,
+            planned.get(page, {}),
+            statuses.get(page, {}),
+            statuses.get(page, {}).get("state", PENDING),
+            raw_bucket,
+            processed_bucket,
         )
-        details.append(
-            PageDetail(
-                PageId=page,
-                StartAt=plan.get("StartAt"),
-                Count=plan.get("Count"),
-                FetchMapIndex=plan.get("FetchMapIndex"),
-                State=state,
-                UpdatedAt=_timestamp(record.get("at")),
-                Attempts=_int_or_none(record.get("attempts")),
-                Receives=_int_or_none(record.get("receives")),
-                Records=_int_or_none(record.get("records")),
-                RawLocation=s3_uri(raw_bucket, record["raw_key"]) if record.get("raw_key") else None,
-                ProcessedLocation=s3_uri(processed_bucket, done_key) if done_key else None,
-                Error=record.get("error"),
-                # A page redriven to success after failing keeps no failure reason.
-                Reason=record.get("reason") if state == PageState.FAILED_TO_COMPLETE else None,
-            )
-        )
-    return details
+        for page in sorted(set(planned) | set(statuses))
+    ]

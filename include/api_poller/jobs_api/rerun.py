@@ -9,12 +9,13 @@ failed as a whole (it crashed after its retries) is cleared too: its pages never
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from api_poller import names
 from api_poller.core.lifecycle import PageState
+from api_poller.core.status_document import TaskStatus
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -35,7 +36,7 @@ def failed_pages(statuses: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def fetch_owners(
-    fetch_records: Mapping[int, Mapping[str, Any]], planned: Mapping[str, Mapping[str, Any]]
+    fetch_records: Mapping[int, Iterable[str]], planned: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, int]:
     """Each known page's fetch map index: the one that recorded it (a walk's pages are only known
     that way; the lowest index if several did), else the plan's."""
@@ -48,7 +49,7 @@ def fetch_owners(
 
 
 def fetch_owner(
-    page: str, fetch_records: Mapping[int, Mapping[str, Any]], planned: Mapping[str, Mapping[str, Any]]
+    page: str, fetch_records: Mapping[int, Iterable[str]], planned: Mapping[str, Mapping[str, Any]]
 ) -> int | None:
     """The fetch map index that fetches ``page`` (see :func:`fetch_owners`); None if none knows it."""
     return fetch_owners(fetch_records, planned).get(page)
@@ -58,7 +59,7 @@ def fetch_rerun(
     failed: Collection[str],
     redriven: Collection[str],
     failed_fetch_tasks: Collection[int],
-    fetch_records: Mapping[int, Mapping[str, Any]],
+    fetch_records: Mapping[int, Iterable[str]],
     planned: Mapping[str, Mapping[str, Any]],
     statuses: Mapping[str, Mapping[str, Any]],
 ) -> FetchRerun:
@@ -77,11 +78,11 @@ def fetch_rerun(
     return FetchRerun(sorted(indexes), pages)
 
 
-def fetch_records_of(published: Mapping[tuple[str, int], Any]) -> dict[int, dict[str, Any]]:
-    """Each fetch map index's page records, from the run's published status documents
+def fetch_records_of(published: Mapping[tuple[str, int], TaskStatus]) -> dict[int, list[str]]:
+    """The pages each fetch map index recorded, from the run's published status summaries
     (``adapters.progress.load_published_statuses``)."""
     return {
-        index: document or {} for (task, index), document in published.items() if task == names.FETCH_TASK
+        index: summary.page_ids() for (task, index), summary in published.items() if task == names.FETCH_TASK
     }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -38,11 +39,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api_poller import names
-from api_poller.adapters.progress import load_job_progress, load_page_statuses, load_plan, load_plan_error
+from api_poller.adapters.progress import (
+    load_job_progress,
+    load_job_status,
+    load_page_records,
+    load_plan,
+    load_plan_error,
+)
 from api_poller.adapters.source_params import NESTED_PARAMS, SETTING_NAMES
 from api_poller.core.errors import InvalidJobRequest
 from api_poller.core.job_request import URL
-from api_poller.core.lifecycle import PROGRESS_FIELDS
+from api_poller.core.lifecycle import PROGRESS_FIELDS, PageState
+from api_poller.core.page_bits import page_id_of, page_number, page_numbers, pages_mask
+from api_poller.core.planning import page_id
+from api_poller.core.status_document import JobStatus
 from api_poller.jobs_api.dependencies import (
     DAG_ID,
     START_RUNS,
@@ -78,7 +88,7 @@ from api_poller.jobs_api.page import (
     render_page,
     run_path,
 )
-from api_poller.jobs_api.page_details import page_details, planned_pages
+from api_poller.jobs_api.page_details import page_detail, planned_pages
 from api_poller.operations.retention.expiry import has_status, job_expired
 from api_poller.partner.connection import check_job_url
 from api_poller.settings import PollerSettings
@@ -108,12 +118,9 @@ def expired(run: DagRun, total_pages: int, session: Session, settings: PollerSet
 
 
 def progress_of(
-    run: DagRun,
-    session: Session,
-    settings: PollerSettings,
-    statuses: Mapping[str, Mapping[str, Any]] | None = None,
+    run: DagRun, session: Session, settings: PollerSettings, status: JobStatus | None = None
 ) -> JobProgress:
-    progress = load_job_progress(run.dag_id, run.run_id, session, statuses)
+    progress = load_job_progress(run.dag_id, run.run_id, session, status)
     return JobProgress.model_validate(
         {
             **progress,
@@ -153,15 +160,15 @@ def list_jobs(
     summary="A job's progress, why it failed, and the actions the user may take",
 )
 def get_job(run: JobRun, session: SessionDep, settings: SettingsDep, access: DagAccessDep) -> JobDetail:
-    statuses = load_page_statuses(run.dag_id, run.run_id, session)  # read once, for both parts
-    progress = progress_of(run, session, settings, statuses)
+    job_status = load_job_status(run.dag_id, run.run_id, session)  # read once, for both parts
+    progress = progress_of(run, session, settings, job_status)
     if progress.Expired:
         raise HTTPException(status.HTTP_410_GONE, progress.Expired)
     return JobDetail.model_validate(
         {
             **progress.model_dump(),
             "Error": load_plan_error(run.dag_id, run.run_id, session),
-            "FailedReasons": failed_reasons(statuses),
+            "FailedReasons": failed_reasons(job_status.failures),
             "Actions": job_actions(access, run.dag_id),
         }
     )
@@ -181,15 +188,58 @@ def page_state(
     return state
 
 
-def readable_pages(
-    run: DagRun, session: Session, settings: PollerSettings, access: DagAccess
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The job's planned pages and their statuses; 410 once the retention purged them."""
+@dataclass(frozen=True)
+class JobPageSets:
+    """A job's planned pages and merged status, and the page sets /tasks filters by (bitmaps)."""
+
+    planned: dict[str, dict[str, Any]]
+    status: JobStatus
+    planned_mask: int
+    every: int  # planned or recorded
+
+    def matching(self, state: str | None) -> int:
+        if state is None:
+            return self.every
+        if state == PENDING:
+            return self.planned_mask & ~self.status.recorded
+        return self.status.masks[PageState(state)]
+
+    def state_of(self, number: int) -> str:
+        state = self.status.state_of(number)
+        return state.value if state is not None else PENDING
+
+
+def readable_pages(run: DagRun, session: Session, settings: PollerSettings, access: DagAccess) -> JobPageSets:
+    """The job's planned pages and their status; 410 once the retention purged them."""
     access.require("GET", DagAccessEntity.TASK_INSTANCE, run.dag_id)
     planned = planned_pages(load_plan(run.dag_id, run.run_id, session))
     if why_expired := expired(run, len(planned), session, settings):
         raise HTTPException(status.HTTP_410_GONE, why_expired)
-    return planned, load_page_statuses(run.dag_id, run.run_id, session)
+    job_status = load_job_status(run.dag_id, run.run_id, session)
+    planned_mask = pages_mask(number for page in planned if (number := page_number(page)) is not None)
+    return JobPageSets(planned, job_status, planned_mask, planned_mask | job_status.recorded)
+
+
+def listed_pages(
+    run: DagRun, session: Session, settings: PollerSettings, pages: JobPageSets, numbers: list[int]
+) -> list[PageDetail]:
+    """``numbers``' pages with their records: only the status chunks holding them are read."""
+    records = load_page_records(run.dag_id, run.run_id, session, numbers)
+    listed = []
+    for number in numbers:
+        page = page_id(number)
+        listed.append(
+            page_detail(
+                run.run_id,
+                page,
+                pages.planned.get(page, {}),
+                records.get(page, {}),
+                pages.state_of(number),
+                settings.raw_bucket,
+                settings.processed_bucket,
+            )
+        )
+    return listed
 
 
 @router.get(
@@ -206,17 +256,17 @@ def get_job_pages(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = DEFAULT_PAGE_LIMIT,
 ) -> JobPages:
-    planned, statuses = readable_pages(run, session, settings, access)
-    pages = page_details(run.run_id, planned, statuses, settings.raw_bucket, settings.processed_bucket)
-    matching = pages if state is None else [page for page in pages if page.State == state]
+    pages = readable_pages(run, session, settings, access)
+    matching = pages.matching(state)
+    numbers = list(page_numbers(matching, offset, limit))
     return JobPages(
         JobId=run.run_id,
         State=str(run.state) if run.state else None,
-        Total=len(pages),
-        Matching=len(matching),
+        Total=pages.every.bit_count(),
+        Matching=matching.bit_count(),
         Offset=offset,
         Limit=limit,
-        Pages=matching[offset : offset + limit],
+        Pages=listed_pages(run, session, settings, pages, numbers),
     )
 
 
@@ -239,20 +289,16 @@ def get_job_page(
     access: DagAccessDep,
     page_id: Annotated[str, Depends(valid_page_id)],
 ) -> PageDetail:
-    planned, statuses = readable_pages(run, session, settings, access)
-    if page_id not in planned and page_id not in statuses:
-        pages = sorted(set(planned) | set(statuses))
-        has = f"its pages are {pages[0]} .. {pages[-1]}" if pages else "it has no pages (yet)"
+    pages = readable_pages(run, session, settings, access)
+    number = page_number(page_id)
+    if number is None or not pages.every >> number & 1:
+        every = pages.every
+        first, last = (every & -every).bit_length() - 1, every.bit_length() - 1
+        has = f"its pages are {page_id_of(first)} .. {page_id_of(last)}" if every else "it has no pages (yet)"
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"Page {page_id!r} not found in job {run.run_id!r}: {has}"
         )
-    [page] = page_details(
-        run.run_id,
-        {page_id: planned[page_id]} if page_id in planned else {},
-        {page_id: statuses[page_id]} if page_id in statuses else {},
-        settings.raw_bucket,
-        settings.processed_bucket,
-    )
+    [page] = listed_pages(run, session, settings, pages, [number])
     return page
 
 
@@ -264,13 +310,13 @@ def get_job_page(
 def get_job_timeline(
     run: JobRun, session: SessionDep, settings: SettingsDep, access: DagAccessDep
 ) -> JobTimeline:
-    _, statuses = readable_pages(run, session, settings, access)
+    pages = readable_pages(run, session, settings, access)
     end = run.end_date or (datetime.now(UTC) if run.start_date else None)
     return JobTimeline.model_validate(
         {
             "JobId": run.run_id,
             "State": str(run.state) if run.state else None,
-            **timeline(statuses, run.start_date, end),
+            **timeline(pages.status.timeline_buckets, run.start_date, end),
         }
     )
 

@@ -75,9 +75,11 @@ class IncompleteJob(Exception):
     """Pages failed or records are missing or duplicated."""
 
 
-def published_statuses(ti: RuntimeTaskInstanceProtocol) -> list[Mapping[str, Any] | None]:
-    """Every ``page_status`` XCom of the run (all map indexes of all status-publishing tasks)."""
-    return ti.xcom_pull(task_ids=list(names.STATUS_TASK_IDS), key=names.STATUS_KEY)
+def published_statuses(ti: RuntimeTaskInstanceProtocol) -> list[dict[str, dict[str, Any]]]:
+    """Every page record the run's status-publishing tasks published (all map indexes)."""
+    from api_poller.adapters.status_publishing import published_page_records
+
+    return published_page_records(ti)
 
 
 def _plan_of(ti: RuntimeTaskInstanceProtocol) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
@@ -139,7 +141,9 @@ def _task_statuses(
 ) -> dict[str, dict[str, Any]]:
     """Each page's latest record in one task (every map index of it, with their checkpoints: a
     task instance whose last try was killed before it published still counts)."""
-    published = ti.xcom_pull(task_ids=[task_id], key=names.STATUS_KEY) or []
+    from api_poller.adapters.status_publishing import published_page_records
+
+    published = published_page_records(ti, [task_id])
     return merge_page_statuses([*published, *checkpoints.get(task_id, [])])
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from api_poller.adapters.progress import job_progress
 from api_poller.core.planning import page_id
+from api_poller.core.status_document import JobStatus, records_summary
 
 
-def records(*states: str) -> dict[str, dict[str, object]]:
-    return {page_id(number): {"state": state, "at": 1.0} for number, state in enumerate(states, start=1)}
+def records(*states: str) -> JobStatus:
+    """The merged status of one task that recorded these states for pages 1, 2, ..."""
+    recorded = {page_id(number): {"state": state, "at": 1.0} for number, state in enumerate(states, start=1)}
+    return JobStatus.merge([records_summary(recorded)])
 
 
 def test_a_planned_job_reports_its_planned_total_and_nothing_more() -> None:
@@ -20,7 +23,7 @@ def test_a_planned_job_reports_its_planned_total_and_nothing_more() -> None:
         "FailedToComplete": 0,
         "Total": 10,
     }
-    assert job_progress([], {}, walk_ended=False)["Total"] == 0  # before the plan
+    assert job_progress([], records(), walk_ended=False)["Total"] == 0  # before the plan
 
 
 def test_a_walk_counts_the_pages_discovered_so_far_until_its_total_is_known() -> None:

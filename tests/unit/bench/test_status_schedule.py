@@ -4,6 +4,7 @@ latency summary."""
 from __future__ import annotations
 
 from api_poller.core.planning import PageTask
+from api_poller.core.status_document import CHUNK_PAGES
 from bench.harness.status_schedule import latency_summary, whole_run_flushes
 
 
@@ -19,15 +20,14 @@ def test_a_small_task_flushes_its_whole_document_every_second() -> None:
     assert run["fetch_records_written"] == run["consumer_records_written"] == sum(range(1, 11))
 
 
-def test_a_big_document_is_flushed_less_often_but_still_in_whole() -> None:
+def test_a_big_task_flushes_every_second_but_only_the_chunks_that_changed() -> None:
     run = whole_run_flushes([pages(0, 20_000)], pace=100.0, flush_seconds=1.0)
 
     assert run["seconds"] == 200
-    # The interval grows to records/2000 s (10 s at 20,000 records): fewer than one flush a
-    # second, more than one every 10 s.
-    assert 20 < run["fetch_flushes_per_task"] < 200
-    # Each flush writes everything so far: far more records written than pages.
-    assert run["fetch_records_written"] > 10 * 20_000
+    assert 199 <= run["fetch_flushes_per_task"] <= 201
+    # 100 pages a second touch one or two chunks of CHUNK_PAGES records: never the whole task's.
+    assert run["fetch_records_written"] <= run["fetch_flushes_per_task"] * 2 * CHUNK_PAGES
+    assert run["fetch_records_written"] < 3 * 20_000
 
 
 def test_fetch_tasks_share_the_pace_and_the_consumer_holds_every_page() -> None:

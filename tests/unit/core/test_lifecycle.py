@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -10,10 +11,12 @@ import pytest
 from api_poller.core.lifecycle import (
     PROGRESS_FIELDS,
     PageState,
+    Publication,
     StatusRecorder,
     merge_page_statuses,
     summarize,
 )
+from api_poller.core.status_document import CHUNK_PAGES, read_summary
 from api_poller.pipeline.report import job_summary
 
 SEED_PROGRESS_KEYS = [
@@ -29,6 +32,21 @@ LIFECYCLE = [PageState.STARTED, PageState.PAYLOAD_SAVED, PageState.ENQUEUED, Pag
 
 def rec(state: PageState, at: float, **details: Any) -> dict[str, Any]:
     return {"state": state.value, "at": at, **details}
+
+
+class Published(list):
+    """A recorder's publications, seen as a reader of its XComs sees them after each one: every
+    page's record (each publication replaces the chunks it carries)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publications: list[Publication] = []
+        self._chunks: dict[int, dict[str, Any]] = {}
+
+    def __call__(self, publication: Publication) -> None:
+        self.publications.append(publication)
+        self._chunks.update(publication.chunks)
+        self.append({page: record for chunk in self._chunks.values() for page, record in chunk.items()})
 
 
 class FakeClock:
@@ -65,21 +83,29 @@ def test_merge_most_advanced_state_wins_whatever_the_order(order: tuple[int, ...
 
 
 @pytest.mark.parametrize(
-    ("first", "second", "winner"),
+    ("first", "second"),
     [
-        (PageState.FAILED_TO_COMPLETE, PageState.SUCCESSFULLY_COMPLETED, "SuccessfullyCompleted"),
-        (PageState.SUCCESSFULLY_COMPLETED, PageState.FAILED_TO_COMPLETE, "FailedToComplete"),
+        (PageState.FAILED_TO_COMPLETE, PageState.SUCCESSFULLY_COMPLETED),
+        (PageState.SUCCESSFULLY_COMPLETED, PageState.FAILED_TO_COMPLETE),
     ],
     ids=["redriven-success", "later-failure"],
 )
 @pytest.mark.parametrize("reverse", [False, True], ids=["in-order", "reversed"])
-def test_merge_later_final_state_wins(
-    first: PageState, second: PageState, winner: str, reverse: bool
+def test_merge_success_wins_over_failure_whenever_it_came(
+    first: PageState, second: PageState, reverse: bool
 ) -> None:
+    # A redriven page succeeds after failing; nothing fails a page that succeeded (exactly once).
     published = [{"page-000001": rec(first, at=1.0)}, {"page-000001": rec(second, at=2.0)}]
     merged = merge_page_statuses(published[::-1] if reverse else published)
-    assert merged["page-000001"]["state"] == winner
-    assert merged["page-000001"]["at"] == 2.0
+    assert merged["page-000001"]["state"] == "SuccessfullyCompleted"
+
+
+def test_merge_later_failure_wins_over_an_earlier_one() -> None:
+    published = [
+        {"page-000001": rec(PageState.FAILED_TO_COMPLETE, at=2.0, reason="late")},
+        {"page-000001": rec(PageState.FAILED_TO_COMPLETE, at=1.0, reason="early")},
+    ]
+    assert merge_page_statuses(published)["page-000001"]["reason"] == "late"
 
 
 def test_merge_final_state_beats_a_later_non_final_one() -> None:
@@ -171,10 +197,10 @@ def test_summarize_total_is_the_planned_total_not_the_seen_pages(total: int) -> 
 # --- StatusRecorder ---------------------------------------------------------------------------
 
 
-def make_recorder(interval: float = 1.0) -> tuple[StatusRecorder, FakeClock, list[dict[str, Any]]]:
+def make_recorder(interval: float = 1.0) -> tuple[StatusRecorder, FakeClock, Published]:
     clock = FakeClock()
-    published: list[dict[str, Any]] = []
-    return StatusRecorder(published.append, interval=interval, clock=clock), clock, published
+    published = Published()
+    return StatusRecorder(published, interval=interval, clock=clock), clock, published
 
 
 def test_recorder_publishes_first_mark_at_once() -> None:
@@ -351,33 +377,38 @@ def test_job_summary_identifies_job_and_output() -> None:
     assert list(result["progress"]) == SEED_PROGRESS_KEYS
 
 
-def test_recorder_with_thousands_of_pages_publishes_less_often_but_flush_still_forces() -> None:
-    """A task with 10,000 pages rewrites a big XCom on each publication: at most every 5 s."""
+def test_a_publication_carries_only_the_chunks_that_changed_and_a_small_summary() -> None:
+    """10,000 pages recorded: a later change republishes one chunk of records, not the task's."""
     recorder, clock, published = make_recorder(interval=1.0)
     for page in range(10_000):
-        recorder.mark(f"page-{page:06d}", PageState.STARTED)
-    count = len(published)
-    clock.now += 2.0
-    recorder.mark("page-000000", PageState.PAYLOAD_SAVED)
-    assert len(published) == count  # 2 s < 10,000 / 2,000 s
-    clock.now += 3.0
-    recorder.mark("page-000001", PageState.PAYLOAD_SAVED)
-    assert len(published) == count + 1
-    recorder.mark("page-000002", PageState.PAYLOAD_SAVED)
+        recorder.mark(f"page-{page:06d}", PageState.ENQUEUED)
     recorder.flush()
-    assert published[-1]["page-000002"]["state"] == "PayloadSaved"
+    clock.now += 2.0
+    recorder.mark("page-004321", PageState.SUCCESSFULLY_COMPLETED, records=100)
+    last = published.publications[-1]
+    assert list(last.chunks) == [4321 // CHUNK_PAGES]
+    assert len(last.chunks[4321 // CHUNK_PAGES]) == CHUNK_PAGES
+    assert len(json.dumps(last.summary)) < 500  # the summary of 10,000 pages
+    summary = read_summary(last.summary)
+    assert summary.pages[PageState.SUCCESSFULLY_COMPLETED] == 1 << 4321
+    assert summary.pages[PageState.ENQUEUED].bit_count() == 9_999
+    assert published[-1]["page-004321"]["records"] == 100
+
+
+def test_a_page_that_is_not_a_page_id_is_refused_before_anything_is_recorded() -> None:
+    recorder, _, published = make_recorder()
+    with pytest.raises(ValueError, match="not a page id"):
+        recorder.mark("page-1x", PageState.STARTED)
+    assert recorder.records == {} and published == []
 
 
 # --- StatusRecorder over an earlier try's checkpoint (the floor) ------------------------------
 
 
-def floored_recorder(floor: dict[str, Any]) -> tuple[StatusRecorder, FakeClock, list[dict[str, Any]], list]:
+def floored_recorder(floor: dict[str, Any]) -> tuple[StatusRecorder, FakeClock, Published, Published]:
     clock = FakeClock(now=2000.0)
-    published: list[dict[str, Any]] = []
-    checkpoints: list[dict[str, Any]] = []
-    recorder = StatusRecorder(
-        published.append, interval=1.0, clock=clock, floor=floor, checkpoint=checkpoints.append
-    )
+    published, checkpoints = Published(), Published()
+    recorder = StatusRecorder(published, interval=1.0, clock=clock, floor=floor, checkpoint=checkpoints)
     return recorder, clock, published, checkpoints
 
 
@@ -428,4 +459,4 @@ def test_every_publication_is_checkpointed_and_nothing_more() -> None:
     recorder.flush()
     recorder.flush()  # nothing changed
     assert len(published) == len(checkpoints) == 2
-    assert checkpoints == published
+    assert checkpoints.publications == published.publications

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from api_poller.core.status_document import JobStatus, records_summary
 from api_poller.jobs_api.explain import bucket_seconds, failed_reasons, timeline
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 T0 = START.timestamp()
+
+
+def status_of(statuses: dict) -> JobStatus:
+    """The job's merged status when one task recorded ``statuses``."""
+    return JobStatus.merge([records_summary(statuses)])
 
 
 def failed(reason: str | None, at: float = T0) -> dict:
@@ -18,7 +24,7 @@ def test_failed_pages_are_grouped_by_reason_most_pages_first_with_a_sample():
     statuses = {f"page-{n:06d}": failed("HTTP 500") for n in range(7)}
     statuses |= {"page-000100": failed("record 0 has no 'id'"), "page-000101": failed(None)}
     statuses["page-000200"] = {"state": "SuccessfullyCompleted", "at": T0, "reason": "ignored"}
-    assert failed_reasons(statuses) == [
+    assert failed_reasons(status_of(statuses).failures) == [
         {"Reason": "HTTP 500", "Pages": 7, "Sample": [f"page-{n:06d}" for n in range(5)]},
         {"Reason": "(no reason recorded)", "Pages": 1, "Sample": ["page-000101"]},
         {"Reason": "record 0 has no 'id'", "Pages": 1, "Sample": ["page-000100"]},
@@ -43,7 +49,7 @@ def test_the_timeline_counts_completions_failures_and_retries_per_bucket():
         "page-000004": {"state": "Enqueued", "at": T0 + 30},
         "page-000005": {"state": "Started", "at": "not a time"},
     }
-    chart = timeline(statuses, START, datetime.fromtimestamp(T0 + 120, tz=UTC))
+    chart = timeline(status_of(statuses).timeline_buckets, START, datetime.fromtimestamp(T0 + 120, tz=UTC))
     assert chart["BucketSeconds"] == 2 and chart["Start"] == START
     assert len(chart["Buckets"]) == 61
     counts = [(b["Completed"], b["Failed"], b["Retries"]) for b in chart["Buckets"]]

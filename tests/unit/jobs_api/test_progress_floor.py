@@ -13,6 +13,8 @@ import boto3
 
 from api_poller import names
 from api_poller.aws.status_checkpoint import StatusCheckpoint
+from api_poller.core.lifecycle import Publication, StatusRecorder
+from api_poller.core.status_document import chunk_key
 from tests.unit.jobs_api.conftest import JobsApi
 
 PARTNER = "http://127.0.0.1:9/payload"
@@ -31,6 +33,21 @@ def set_xcom(job_id: str, task_id: str, key: str, value: object, map_index: int 
     with create_session() as session:
         where = {"dag_id": "api_poller", "task_id": task_id, "run_id": job_id, "map_index": map_index}
         XComModel.set(key, value, session=session, **where)
+
+
+def publication(records: dict[str, dict]) -> Publication:
+    """What a task instance whose records are ``records`` publishes (summary and chunks)."""
+    out: list[Publication] = []
+    StatusRecorder(out.append, interval=0, floor=records).flush()
+    return out[-1]
+
+
+def publish_xcoms(job_id: str, task_id: str, records: dict[str, dict], map_index: int = -1) -> None:
+    """The task instance's status XComs, as ``adapters.status_publishing`` writes them."""
+    published = publication(records)
+    for chunk, chunk_records in published.chunks.items():
+        set_xcom(job_id, task_id, chunk_key(names.STATUS_KEY, chunk), chunk_records, map_index)
+    set_xcom(job_id, task_id, names.STATUS_KEY, published.summary, map_index)
 
 
 def set_try_number(job_id: str, task_id: str, try_number: int) -> int:
@@ -57,12 +74,13 @@ def test_a_retried_task_counts_with_its_checkpoint_until_it_publishes_again(jobs
     bucket = jobs_api.settings.raw_bucket
     s3.create_bucket(Bucket=bucket)
 
-    # The consumer published; the fetch task is on its first try and has published nothing: its
-    # stale checkpoint (from another run of the same id, say) is not read.
+    # The consumer published (a status of the earlier format: still read); the fetch task is on its
+    # first try and has published nothing: its stale checkpoint (from another run of the same id,
+    # say) is not read.
     set_xcom(job_id, names.CONSUME_TASK_ID, names.STATUS_KEY, {"page-000000": DONE})
     fetch_index = set_try_number(job_id, names.FETCH_TASK, 1)
     checkpoint = StatusCheckpoint(s3, bucket, job_id, names.FETCH_TASK, fetch_index)
-    checkpoint.write({f"page-00000{page}": record("Enqueued") for page in range(4)})
+    checkpoint.write(publication({f"page-00000{page}": record("Enqueued") for page in range(4)}))
     progress = jobs_api.client.get(path).json()
     assert (progress["Enqueued"], progress["SuccessfullyCompleted"]) == (0, 1)
 
@@ -72,14 +90,11 @@ def test_a_retried_task_counts_with_its_checkpoint_until_it_publishes_again(jobs
     assert (progress["Enqueued"], progress["SuccessfullyCompleted"]) == (3, 1)
     pages = jobs_api.client.get(f"{path}/tasks").json()["Pages"]
     assert [page["State"] for page in pages] == ["SuccessfullyCompleted", "Enqueued", "Enqueued", "Enqueued"]
+    assert [page["UpdatedAt"] is not None for page in pages] == [True] * 4  # its records too
 
     # Once the try publishes, its XCom is what counts (the checkpoint is not read again).
-    set_xcom(
-        job_id,
-        names.FETCH_TASK,
-        names.STATUS_KEY,
-        {f"page-00000{page}": record("Enqueued") for page in (1, 2)},
-        map_index=fetch_index,
+    publish_xcoms(
+        job_id, names.FETCH_TASK, {f"page-00000{page}": record("Enqueued") for page in (1, 2)}, fetch_index
     )
     progress = jobs_api.client.get(path).json()
     assert (progress["Enqueued"], progress["SuccessfullyCompleted"]) == (2, 1)

@@ -123,7 +123,10 @@ def fetch_all(
     published: list[dict[str, Any]] = []
     results = []
     for arguments in fetch_task_arguments(plan):
-        recorder = StatusRecorder(published.append, interval=0)
+        # Each publication's chunks hold the latest records of the pages they cover.
+        recorder = StatusRecorder(
+            lambda publication: published.extend(publication.chunks.values()), interval=0
+        )
         results.append(
             fetch_source_batch(
                 settings,

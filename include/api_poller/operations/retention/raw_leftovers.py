@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 RAW_PREFIX = "jobs/"
 # What failed pages leave in the raw bucket: the raw page, and the consumers' error notes; and what
 # every job leaves: its tasks' page-status checkpoints.
-LEFTOVER_KEY = re.compile(r"^jobs/(?P<job>[^/]+)/(?P<kind>raw|errors|status)/[^/]+$")
+LEFTOVER_KEY = re.compile(r"^jobs/(?P<job>[^/]+)/(?P<kind>raw|errors|status)/.+$")  # status: also its chunks/
 
 
 def remove_expired_raw_payloads(
