@@ -124,9 +124,8 @@ class StatusIndex:
 def coarse_timeline(seconds: Mapping[int, list[int]]) -> dict[str, Any]:
     """The per-second counts at the finest of TIMELINE_RESOLUTIONS keeping MAX_TIMELINE_BUCKETS."""
     span = max(seconds) - min(seconds) + 1 if seconds else 0
-    resolution = next(
-        (size for size in TIMELINE_RESOLUTIONS if span / size <= MAX_TIMELINE_BUCKETS), TIMELINE_RESOLUTIONS[-1]
-    )
+    fitting = (size for size in TIMELINE_RESOLUTIONS if span / size <= MAX_TIMELINE_BUCKETS)
+    resolution = next(fitting, TIMELINE_RESOLUTIONS[-1])
     buckets: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
     for second, counts in seconds.items():
         bucket = buckets[second - second % resolution]
