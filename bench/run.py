@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from api_poller_dev.local_airflow import AirflowServer
 
 
+# What --airflow-env / --tuned-env may set: the product's settings and Airflow's own configuration.
+SETTING_PREFIXES = ("API_POLLER_", "AIRFLOW__")
+
+
 def _main_venv() -> None:
     """Re-run under the project's venv (Airflow, moto, boto3, aiohttp, psutil) if started elsewhere."""
     import importlib.util
@@ -76,11 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--airflow-env", action="append", default=[], metavar="API_POLLER_X=V",
-        help="a product setting for the benchmark's Airflow (repeatable; API_POLLER_* only)",
+        help="a product or Airflow setting (AIRFLOW__SECTION__KEY) for the benchmark's Airflow (repeatable)",
     )  # fmt: skip
     parser.add_argument(
         "--tuned-env", action="append", default=[], metavar="API_POLLER_X=V",
-        help=f"also run a second Airflow ('{TUNED_SYSTEM}') with these product settings",
+        help=f"also run a second Airflow ('{TUNED_SYSTEM}') with these product or Airflow settings",
     )  # fmt: skip
     parser.add_argument(
         "--repeat",
@@ -117,9 +121,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         env = {}
         for item in getattr(args, option):
             key, sep, value = item.partition("=")
-            if not sep or not key.startswith("API_POLLER_"):
+            if not sep or not key.startswith(SETTING_PREFIXES):
                 parser.error(
-                    f"--{option.replace('_', '-')} takes API_POLLER_NAME=VALUE (product settings only)"
+                    f"--{option.replace('_', '-')} takes API_POLLER_NAME=VALUE or AIRFLOW__SECTION__KEY=VALUE"
                 )
             env[key] = value
         setattr(args, option, env)
