@@ -87,6 +87,7 @@ def airflow_stack(
     from api_poller_dev.local_stack import aws_connection
 
     compile_project_code()
+    install_local_settings(work / name)
     with (
         scratch_postgres_database("api_poller_bench") as database_url,
         running_airflow(
@@ -108,6 +109,14 @@ def compile_project_code() -> None:
 
     for folder in ("include", "dags", "plugins"):
         compileall.compile_dir(ROOT / folder, quiet=1)
+
+
+def install_local_settings(airflow_home: Path) -> None:
+    """The deployments' ``airflow_local_settings.py`` (deploy/: preloads what every task imports)
+    in the Airflow home's config folder, which Airflow puts on ``sys.path``."""
+    config = airflow_home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "deploy" / "airflow_local_settings.py", config / "airflow_local_settings.py")
 
 
 def warm_up(airflow: AirflowServer, endpoint: str, work: Path) -> None:
