@@ -41,7 +41,15 @@ from harness.console import log  # noqa: E402 - the harness imports api_poller (
 from harness.rendering import add_to, summarize_runs, write_report  # noqa: E402
 from harness.runners import run_airflow, run_asyncio, run_dlt  # noqa: E402
 from harness.sampling import cpu_snapshot, cpu_used  # noqa: E402
-from harness.services import airflow_stack, ensure_venv, http_json, moto, reset_moto, warm_up  # noqa: E402
+from harness.services import (  # noqa: E402
+    DEPLOYMENT_SETTINGS,
+    airflow_stack,
+    ensure_venv,
+    http_json,
+    moto,
+    reset_moto,
+    warm_up,
+)
 
 if TYPE_CHECKING:
     from api_poller_dev.local_airflow import AirflowServer
@@ -195,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "page_size": PAGE_SIZE,
         "airflow_env": args.airflow_env,
+        "airflow_bench_settings": DEPLOYMENT_SETTINGS,
         "tuned_env": args.tuned_env,
         "airflow_version": airflow_package.__version__,
         "dlt": "dlt rest_api source, filesystem destination on local disk (jsonl)",
