@@ -41,10 +41,22 @@ from harness.console import log  # noqa: E402 - the harness imports api_poller (
 from harness.rendering import add_to, summarize_runs, write_report  # noqa: E402
 from harness.runners import run_airflow, run_asyncio, run_dlt  # noqa: E402
 from harness.sampling import cpu_snapshot, cpu_used  # noqa: E402
-from harness.services import airflow_stack, ensure_venv, http_json, moto, reset_moto, warm_up  # noqa: E402
+from harness.services import (  # noqa: E402
+    DEPLOYMENT_SETTINGS,
+    airflow_stack,
+    ensure_venv,
+    http_json,
+    moto,
+    reset_moto,
+    warm_up,
+)
 
 if TYPE_CHECKING:
     from api_poller_dev.local_airflow import AirflowServer
+
+
+# What --airflow-env / --tuned-env may set: the product's settings and Airflow's own configuration.
+SETTING_PREFIXES = ("API_POLLER_", "AIRFLOW__")
 
 
 def _main_venv() -> None:
@@ -76,11 +88,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--airflow-env", action="append", default=[], metavar="API_POLLER_X=V",
-        help="a product setting for the benchmark's Airflow (repeatable; API_POLLER_* only)",
+        help="a product or Airflow setting (AIRFLOW__SECTION__KEY) for the benchmark's Airflow (repeatable)",
     )  # fmt: skip
     parser.add_argument(
         "--tuned-env", action="append", default=[], metavar="API_POLLER_X=V",
-        help=f"also run a second Airflow ('{TUNED_SYSTEM}') with these product settings",
+        help=f"also run a second Airflow ('{TUNED_SYSTEM}') with these product or Airflow settings",
     )  # fmt: skip
     parser.add_argument(
         "--repeat",
@@ -117,9 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         env = {}
         for item in getattr(args, option):
             key, sep, value = item.partition("=")
-            if not sep or not key.startswith("API_POLLER_"):
+            if not sep or not key.startswith(SETTING_PREFIXES):
                 parser.error(
-                    f"--{option.replace('_', '-')} takes API_POLLER_NAME=VALUE (product settings only)"
+                    f"--{option.replace('_', '-')} takes API_POLLER_NAME=VALUE or AIRFLOW__SECTION__KEY=VALUE"
                 )
             env[key] = value
         setattr(args, option, env)
@@ -191,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "page_size": PAGE_SIZE,
         "airflow_env": args.airflow_env,
+        "airflow_bench_settings": DEPLOYMENT_SETTINGS,
         "tuned_env": args.tuned_env,
         "airflow_version": airflow_package.__version__,
         "dlt": "dlt rest_api source, filesystem destination on local disk (jsonl)",

@@ -205,7 +205,11 @@ def run_airflow(
     }
     if profiler:
         result["details"]["profiles"] = {
-            name: {"file": str(path.relative_to(ROOT)), **summarize_profile(path)}
+            # --out may be outside the project (e.g. under /tmp): then the absolute path.
+            name: {
+                "file": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+                **summarize_profile(path),
+            }
             for name, path in profiler.files.items()
             if path.exists()
         }

@@ -160,7 +160,8 @@ def test_airflow_services_share_executor_database_and_broker(services: dict[str,
     assert reference["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
     assert reference["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
     assert reference["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false"
-    assert reference["PYTHONPATH"] == "/opt/airflow/include"
+    # include/ first (api_poller); then local_settings/ (deploy/airflow_local_settings.py).
+    assert reference["PYTHONPATH"].split(":") == ["/opt/airflow/include", "/opt/airflow/local_settings"]
     for name in AIRFLOW_SERVICES:
         environment = _environment(services[name])
         for key in SHARED_SETTINGS:
