@@ -5,6 +5,7 @@ running task instance (XCom for the run, an S3 checkpoint for its next try, see
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +34,63 @@ def xcom_publisher(ti: RuntimeTaskInstanceProtocol) -> Callable[[Publication], N
     return publish
 
 
+class BackgroundPublisher:
+    """Publishes a recorder's publications on a thread of its own, in order, so a page's work
+    never waits for an XCom or an S3 request (a fetch task's pages share one event loop).
+
+    Publications that queue up while one is being published go out as one
+    (``Publication.merged``). ``drain()`` returns once everything handed over is published; an
+    error of the thread is raised by the next call, so a task cannot end without its statuses.
+    """
+
+    def __init__(self, publish: Callable[[Publication], None]) -> None:
+        self._publish = publish
+        self._pending: list[Publication] = []
+        self._busy = False
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        threading.Thread(target=self._run, name="page-status-publisher", daemon=True).start()
+
+    def __call__(self, publication: Publication) -> None:
+        with self._changed:
+            self._raise_error()
+            self._pending.append(publication)
+            self._changed.notify_all()
+
+    def drain(self) -> None:
+        with self._changed:
+            while self._pending or self._busy:
+                self._changed.wait()
+            self._raise_error()
+
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending:
+                    self._changed.wait()
+                batch, self._pending = self._pending, []
+                self._busy = True
+            try:
+                self._publish(Publication.merged(batch))
+            except BaseException as error:  # handed to the task's thread, which raises it
+                with self._changed:
+                    self._error = error
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+
+
 def checkpointed_recorder(
     ti: RuntimeTaskInstanceProtocol, s3_client: S3Client, raw_bucket: str, interval: float
 ) -> StatusRecorder:
-    """A recorder publishing to the task instance's status XComs and its checkpoint.
+    """A recorder publishing to the task instance's status XComs and its checkpoint, on a thread
+    of its own (``BackgroundPublisher``; its forced flushes wait for it).
 
     A try that finds a checkpoint (an earlier try of this task instance published) starts from
     it and republishes it at once, so the job's progress does not fall back while it redoes work.
@@ -44,7 +98,14 @@ def checkpointed_recorder(
     map_index = ti.map_index if ti.map_index is not None else -1
     checkpoint = StatusCheckpoint(s3_client, raw_bucket, ti.run_id, ti.task_id, map_index)
     floor = checkpoint.read_records()
-    recorder = StatusRecorder(xcom_publisher(ti), interval, floor=floor, checkpoint=checkpoint.write)
+    to_xcom = xcom_publisher(ti)
+
+    def publish(publication: Publication) -> None:
+        to_xcom(publication)
+        checkpoint.write(publication)  # after the XCom: a floor never ahead of what was published
+
+    publisher = BackgroundPublisher(publish)
+    recorder = StatusRecorder(publisher, interval, floor=floor, drain=publisher.drain)
     if floor:
         log.info("republishing %d page statuses of an earlier try of this task", len(floor))
         recorder.flush()

@@ -67,6 +67,16 @@ class Publication:
     summary: dict[str, Any]
     chunks: dict[int, dict[str, StatusRecord]]
 
+    @classmethod
+    def merged(cls, publications: Iterable[Publication]) -> Publication:
+        """Several publications in order as one: the last summary, every chunk at its last version."""
+        summary: dict[str, Any] = {}
+        chunks: dict[int, dict[str, StatusRecord]] = {}
+        for publication in publications:
+            summary = publication.summary
+            chunks.update(publication.chunks)
+        return cls(summary, chunks)
+
 
 class StatusRecorder:
     """Collects one task's page records and publishes them, at most every ``interval`` seconds.
@@ -78,7 +88,9 @@ class StatusRecorder:
     every publication is merged over it, so a page that reached a state never falls back while
     this try redoes it (it stays there, or moves on). ``checkpoint`` is called with each
     publication, to keep the floor for the next try. The try's own records (``records``,
-    ``state_of``) are its own work only.
+    ``state_of``) are its own work only. ``drain``, if given, is called by every forced flush: for a
+    ``publish`` that only hands publications over (``adapters.status_publishing.BackgroundPublisher``),
+    it returns once they are out, so a task's last flush is published before the task ends.
     """
 
     def __init__(
@@ -89,8 +101,10 @@ class StatusRecorder:
         *,
         floor: Mapping[str, Mapping[str, Any]] | None = None,
         checkpoint: Callable[[Publication], None] | None = None,
+        drain: Callable[[], None] | None = None,
     ) -> None:
         self._publish = publish
+        self._drain = drain
         self._interval = interval
         self._clock = clock
         self._floor = dict(floor or {})
@@ -143,12 +157,13 @@ class StatusRecorder:
 
     def flush(self, force: bool = True) -> None:
         now = self._clock()
-        if not self._dirty or (not force and now - self._last_published < self._interval):
-            return
-        publication = self.publication()
-        self._publish(publication)
-        if self._checkpoint is not None:
-            self._checkpoint(publication)
-        self._dirty = False
-        self._dirty_chunks.clear()
-        self._last_published = now
+        if self._dirty and (force or now - self._last_published >= self._interval):
+            publication = self.publication()
+            self._publish(publication)
+            if self._checkpoint is not None:
+                self._checkpoint(publication)
+            self._dirty = False
+            self._dirty_chunks.clear()
+            self._last_published = now
+        if force and self._drain is not None:
+            self._drain()
