@@ -89,7 +89,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from api_poller.settings import PollerSettings
     from api_poller.sources.spec import parse_source
 
-    settings = PollerSettings(raw_bucket=RAW, processed_bucket=PROCESSED, url_allowlist="127.0.0.1")
+    budget: dict[str, Any] = {}
+    if args.budget_mb and "page_bytes_in_flight" in PollerSettings.__dataclass_fields__:  # not in 'before'
+        budget["page_bytes_in_flight"] = int(args.budget_mb * 2**20)
+    settings = PollerSettings(raw_bucket=RAW, processed_bucket=PROCESSED, url_allowlist="127.0.0.1", **budget)
     session = boto3.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     )
@@ -158,8 +161,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         )
         outcome = consumer.run(600)
         done = {"settled": outcome is RunOutcome.SETTLED, "pending": len(consumer.pending)}
+    traced = {}
+    if os.environ.get("PYTHONTRACEMALLOC"):  # where the peak is: Python's allocations or native ones
+        import tracemalloc
+
+        traced = {"python_peak_mb": round(tracemalloc.get_traced_memory()[1] / 2**20, 1)}
     return {
         **done,
+        **traced,
         "start_rss_mb": start,
         "peak_rss_mb": peak_mb(),
         "added_mb": round(peak_mb() - start, 1),
@@ -206,6 +215,7 @@ def run_child(
     command = [
         sys.executable, __file__, "--child", "--code", str(code), "--task", task, "--kind", kind,
         "--job", job, "--pages", str(args.pages), "--endpoint", endpoint, "--base-url", base_url,
+        "--budget-mb", str(args.budget_mb),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
@@ -221,7 +231,7 @@ def render(report: dict[str, Any]) -> str:
         f"at end {report['load_end']}); {report['pages']} pages of {PAGE_SIZE} records of "
         f"{report['record_bytes']} bytes ({report['page_mb']} MB a page); concurrency {CONCURRENCY}, "
         "16 processing workers; "
-        f"API_POLLER_PAGE_BYTES_IN_FLIGHT default ({report['budget_mb']} MB). before = {report['before']}, "
+        f"API_POLLER_PAGE_BYTES_IN_FLIGHT {report['budget_mb']} MB. before = {report['before']}, "
         f"after = {report['after']}. Each task in its own Python process (not under Airflow), moto's server "
         "and the simulator on 127.0.0.1.",
         "",
@@ -257,6 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-bytes", type=int, default=50 * 1024)
     parser.add_argument("--before", default="477ad42", help="the commit measured as 'before'")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--budget-mb",
+        type=float,
+        default=0,
+        help="API_POLLER_PAGE_BYTES_IN_FLIGHT for 'after' (0: the default)",
+    )
+    parser.add_argument("--kinds", default="seed,source", help="which DAG kinds to run (seed, source)")
+    parser.add_argument("--codes", default="before,after", help="which code trees to run (before, after)")
     # The child's options.
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for name in ("--code", "--task", "--kind", "--job", "--endpoint", "--base-url"):
@@ -288,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         + " (this tree)",
-        "budget_mb": settings.page_bytes_in_flight / 2**20,
+        "budget_mb": args.budget_mb or settings.page_bytes_in_flight / 2**20,
         "rows": [],
     }
     with tempfile.TemporaryDirectory(prefix="large_pages_") as scratch:
@@ -324,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
             report["airflow_imports"] = run_child(
                 ROOT / "include", "airflow-imports", "-", "-", args, endpoint, base_url
             )
-            for kind in ("seed", "source"):
-                for code, tree in trees.items():
+            for kind in args.kinds.split(","):
+                for code in args.codes.split(","):
+                    tree = trees[code]
                     http(
                         f"{endpoint}/moto-api/reset", method="POST"
                     )  # each run starts from empty (and frees moto)
