@@ -31,6 +31,10 @@ class PollerSettings:
     partner_api_conn_id: str = ""
     url_allowlist: str = ""
     max_response_bytes: int = 64 * 1024 * 1024
+    # Bytes of pages a task holds in memory at once (its fetch requests, or its processing
+    # workers, together): a page that does not fit waits, unread, for room; one larger than this
+    # is held alone. A task's memory grows with this, not with page size or concurrency.
+    page_bytes_in_flight: int = 32 * 1024 * 1024
     # Where the source files live (one YAML file per source, each its own DAG); empty: the
     # ``sources`` folder next to the DAG files (dags/sources/), which Amazon MWAA syncs too.
     sources_folder: str = ""
@@ -88,6 +92,10 @@ class PollerSettings:
             )
         if self.reconcile not in ("full", "counts"):
             raise ValueError(f"{ENV_PREFIX}RECONCILE must be 'full' or 'counts', got {self.reconcile!r}")
+        if self.page_bytes_in_flight < 1:
+            raise ValueError(
+                f"{ENV_PREFIX}PAGE_BYTES_IN_FLIGHT must be >= 1, got {self.page_bytes_in_flight}"
+            )
         if self.http_attempts < 1:
             raise ValueError(f"{ENV_PREFIX}HTTP_ATTEMPTS must be >= 1, got {self.http_attempts}")
         if self.process_yield_seconds < 0:

@@ -26,6 +26,7 @@ from api_poller.adapters.status_publishing import checkpointed_recorder, publish
 from api_poller.core.lifecycle import StatusRecorder
 from api_poller.observability.metrics import JobMetrics
 from api_poller.pipeline.consume import PageConsumer, RunOutcome, plan_page_ids
+from api_poller.settings import PollerSettings
 
 FINISHED_TI_STATES = ["success", "failed", "skipped", "upstream_failed", "removed"]
 ACTIVE_TI_STATES = ["queued", "running", "deferred", "restarting"]
@@ -73,6 +74,7 @@ class PageMessageSensor(SqsSensor):
     :param retry_delay_seconds: how soon a message that failed processing is offered again.
     :param drain_seconds: how long one poke consumes (or waits for the plan) before returning.
     :param workers: pages processed at once (threads), each with a pooled S3 connection.
+    :param page_bytes_in_flight: bytes of raw pages the workers hold in memory at once, together.
     :param status_flush_seconds: how often the page statuses are published to XCom.
     :param resources_task_id: the task whose XCom holds the queue URLs.
     :param plan_task_id: the task whose XCom holds the plan.
@@ -105,6 +107,7 @@ class PageMessageSensor(SqsSensor):
         fetch_task_id: str = names.FETCH_TASK,
         housekeeping_seconds: float = 2.0,
         yield_when_idle_seconds: float | None = None,
+        page_bytes_in_flight: int = PollerSettings.page_bytes_in_flight,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "poke")
@@ -124,6 +127,7 @@ class PageMessageSensor(SqsSensor):
         self.plan_task_id = plan_task_id
         self.fetch_task_id = fetch_task_id
         self.housekeeping_seconds = housekeeping_seconds
+        self.page_bytes_in_flight = page_bytes_in_flight
         self.yield_when_idle_seconds = yield_when_idle_seconds
         self._consumer: PageConsumer | None = None
         self._recorder: StatusRecorder | None = None
@@ -205,6 +209,7 @@ class PageMessageSensor(SqsSensor):
             wait_time_seconds=self.wait_time_seconds,
             workers=self.workers,
             housekeeping_seconds=self.housekeeping_seconds,
+            page_bytes_in_flight=self.page_bytes_in_flight,
             metrics=JobMetrics(names.source_of_dag(ti.dag_id) or ti.dag_id),
         )
 

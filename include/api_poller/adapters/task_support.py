@@ -60,6 +60,7 @@ def consume_page_messages(settings: PollerSettings) -> PageMessageSensor:
         status_flush_seconds=settings.status_flush_seconds,
         workers=settings.process_workers,
         yield_when_idle_seconds=settings.process_yield_seconds or None,
+        page_bytes_in_flight=settings.page_bytes_in_flight,
     )
 
 

@@ -11,7 +11,9 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
+import msgspec
 
+from api_poller.core.byte_budget import PageHold
 from api_poller.core.errors import (
     FatalError,
     PollerError,
@@ -19,6 +21,7 @@ from api_poller.core.errors import (
     classify_exception,
     error_for_status,
 )
+from api_poller.core.json_body import check_utf8, load_json
 from api_poller.core.planning import ApiMetadata, PageTask, parse_metadata
 
 
@@ -62,7 +65,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class FetchedPage:
-    body: bytes
+    body: bytes | bytearray
     record_count: int
     attempts: int
 
@@ -82,20 +85,51 @@ class ClientOptions:
     follow_redirects: bool = True
 
 
-async def read_limited(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
-    """The response body, refused (FatalError) once it passes ``limit`` bytes."""
+def declared_size(response: aiohttp.ClientResponse) -> int | None:
+    """The body's size as the headers tell it; None when unknown (no Content-Length, or a
+    compressed body: decompressed, it can be larger)."""
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    return response.content_length
+
+
+async def read_limited(
+    response: aiohttp.ClientResponse, url: str, limit: int, hold: PageHold | None = None
+) -> bytearray:
+    """The response body, refused (FatalError) once it passes ``limit`` bytes.
+
+    With ``hold``, the body's size is reserved from the task's byte budget before it is read
+    (waiting for room; see ``core.byte_budget`` for a size the headers do not tell): the caller
+    releases it once the page is saved.
+    """
     declared = response.content_length
     if declared is not None and declared > limit:
         raise FatalError(f"response from {url} is {declared} bytes, above the limit of {limit}")
-    body = bytearray()
+    expected = declared_size(response)
+    if hold is not None:
+        await hold.reserve(expected)
+    # One buffer, filled in place (no joined copy of the chunks at the end); of the declared size
+    # when it is known, so it never moves while it grows.
+    body = bytearray(expected or 0)
+    filled = 0
     async for chunk in response.content.iter_chunked(1 << 16):
-        body += chunk
-        if len(body) > limit:
+        end = filled + len(chunk)
+        if end > limit:
             raise FatalError(f"response from {url} exceeds the limit of {limit} bytes")
-    return bytes(body)
+        body[filled:end] = chunk
+        filled = end
+        if hold is not None:
+            hold.grow_to(filled)
+    del body[filled:]
+    if hold is not None:
+        hold.settle(filled)
+    return body
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOptions) -> tuple[bytes, object]:
+async def _get_body(
+    session: aiohttp.ClientSession, url: str, options: ClientOptions, hold: PageHold | None = None
+) -> bytearray:
+    """A 200's body (within the size limit); other statuses and transport errors are classified."""
     try:
         async with session.get(
             url,
@@ -108,7 +142,7 @@ async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOpt
                     f"HTTP {response.status} from {url}: a redirect is not followed with the "
                     "partner Connection's credentials; give the final URL"
                 )
-            body = await read_limited(response, url, options.max_response_bytes)
+            body = await read_limited(response, url, options.max_response_bytes, hold)
             if response.status != 200:
                 raise error_for_status(
                     response.status,
@@ -116,15 +150,24 @@ async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOpt
                     body.decode("utf-8", "replace"),
                     retry_after=response.headers.get("Retry-After"),
                 )
+            return body
     except PollerError:
         raise
     except Exception as exc:  # transport errors are classified in one place
         raise classify_exception(exc, url) from exc
+
+
+def _not_json(url: str, body: bytes | bytearray) -> RetriableError:
+    excerpt = body[:80].decode("utf-8", "replace")
+    return RetriableError(f"response from {url} is not JSON (starts with {excerpt!r})")
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str, options: ClientOptions) -> object:
+    body = await _get_body(session, url, options)
     try:
-        return body, json.loads(body)
+        return load_json(body)
     except ValueError:
-        excerpt = body[:80].decode("utf-8", "replace")
-        raise RetriableError(f"response from {url} is not JSON (starts with {excerpt!r})") from None
+        raise _not_json(url, body) from None
 
 
 async def with_retries(
@@ -152,7 +195,7 @@ async def fetch_metadata(
     """Ask for one record and read ``totalRecords``/``maxRecordsPerPage`` from the answer."""
 
     async def call() -> ApiMetadata:
-        _, document = await _get_json(session, page_url(url, 0, 1), options)
+        document = await _get_json(session, page_url(url, 0, 1), options)
         return parse_metadata(document)
 
     metadata, _ = await with_retries(call, policy)
@@ -163,10 +206,36 @@ def check_page_document(document: object, page: PageTask) -> int:
     """The number of records in a page response; RetriableError if it is cut short or malformed."""
     if not isinstance(document, dict) or not isinstance(document.get("payload"), list):
         raise RetriableError(f"page {page.page_id} response has no 'payload' list")
-    served = len(document["payload"])
+    return _checked_count(len(document["payload"]), page)
+
+
+def _checked_count(served: int, page: PageTask) -> int:
     if served != page.count:
         raise RetriableError(f"page {page.page_id} returned {served} records, expected {page.count}")
     return served
+
+
+class _PayloadShape(msgspec.Struct):
+    """A seed page as far as its check goes: its ``payload`` records, left unparsed."""
+
+    payload: list[msgspec.Raw]
+
+
+def count_page_records(body: bytes | bytearray, page: PageTask, url: str) -> int:
+    """``check_page_document`` of the parsed body, without building the records: msgspec checks
+    the JSON and counts the payload's items as views into ``body`` (a page is held once, not
+    twice). A body it refuses is checked the old way (``json.loads``), so what passes is the same."""
+    try:
+        served = len(msgspec.json.decode(body, type=_PayloadShape).payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        served = -1
+    try:
+        if served < 0:
+            return check_page_document(json.loads(body), page)
+        check_utf8(body)  # skipped strings are not decoded: json.loads refused bad UTF-8
+    except ValueError:
+        raise _not_json(url, body) from None
+    return _checked_count(served, page)
 
 
 async def fetch_page(
@@ -176,13 +245,23 @@ async def fetch_page(
     policy: RetryPolicy,
     options: ClientOptions,
     on_retry: RetryCallback | None = None,
+    hold: PageHold | None = None,
 ) -> FetchedPage:
-    """One page's raw body, checked to hold exactly the records asked for."""
+    """One page's raw body, checked to hold exactly the records asked for.
+
+    With ``hold``, the body is reserved from the task's byte budget while it is read; the caller
+    releases ``hold`` once the page is saved.
+    """
     target = page_url(url, page.start_at, page.count)
 
-    async def call() -> tuple[bytes, int]:
-        body, document = await _get_json(session, target, options)
-        return body, check_page_document(document, page)
+    async def call() -> tuple[bytearray, int]:
+        try:
+            body = await _get_body(session, target, options, hold)
+            return body, count_page_records(body, page, target)
+        except BaseException:
+            if hold is not None:
+                hold.release()  # nothing is held while the retry waits
+            raise
 
     (body, records), attempts = await with_retries(call, policy, on_retry)
     return FetchedPage(body=body, record_count=records, attempts=attempts)

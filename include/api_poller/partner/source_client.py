@@ -21,7 +21,6 @@ credentials' query parameters, and pass through ``credentials.redact`` (an API m
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from urllib.parse import urlencode, urljoin
 
 import aiohttp
 
+from api_poller.core.byte_budget import PageHold
 from api_poller.core.errors import (
     AuthenticationError,
     CrossOriginRequest,
@@ -38,6 +38,7 @@ from api_poller.core.errors import (
     classify_exception,
     error_for_status,
 )
+from api_poller.core.json_body import load_json
 from api_poller.partner.auth import AuthParts, Credentials, Origin
 from api_poller.partner.client import ClientOptions, RetryCallback, RetryPolicy, read_limited, with_retries
 from api_poller.partner.connection import retry_policy
@@ -57,7 +58,7 @@ class SourcePage:
 
     request: PageRequest
     status: int
-    body: bytes
+    body: bytes | bytearray
     document: Any
     records: list[dict[str, Any]]
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -133,11 +134,22 @@ class SourceClient:
             headers=spec.headers,
         )
 
-    async def fetch(self, request: PageRequest, on_retry: RetryCallback | None = None) -> SourcePage:
-        """The page for ``request``, retried as the policy says; errors are PollerErrors."""
+    async def fetch(
+        self, request: PageRequest, on_retry: RetryCallback | None = None, hold: PageHold | None = None
+    ) -> SourcePage:
+        """The page for ``request``, retried as the policy says; errors are PollerErrors.
+
+        With ``hold``, the page's body is reserved from the task's byte budget before it is read;
+        the caller releases ``hold`` once the page is saved (nothing is held between attempts).
+        """
 
         async def attempt() -> SourcePage:
-            return await self._attempt(request)
+            try:
+                return await self._attempt(request, hold)
+            except BaseException:
+                if hold is not None:
+                    hold.release()
+                raise
 
         page, attempts = await with_retries(attempt, self._policy, on_retry)
         return SourcePage(
@@ -148,13 +160,13 @@ class SourceClient:
         """A URL (or any text) fit for a message: secrets masked."""
         return self.credentials.redact(url)
 
-    async def _attempt(self, request: PageRequest) -> SourcePage:
+    async def _attempt(self, request: PageRequest, hold: PageHold | None) -> SourcePage:
         url = request.full_url()
         refused_once = False
         redirects = 0
         while True:
             parts = await self.credentials.parts_for(url, self._session)
-            status, headers, body = await self._get(url, parts)
+            status, headers, body = await self._get(url, parts, hold)
             if status in REDIRECT_STATUSES:
                 redirects += 1
                 url = self._redirect_target(url, headers, status, redirects)
@@ -179,7 +191,9 @@ class SourceClient:
                 )
             return self._page(request, status, headers, body, url)
 
-    async def _get(self, url: str, parts: AuthParts) -> tuple[int, dict[str, str], bytes]:
+    async def _get(
+        self, url: str, parts: AuthParts, hold: PageHold | None
+    ) -> tuple[int, dict[str, str], bytes | bytearray]:
         await self.limiter.acquire()
         target = _with_params(url, parts.params)
         try:
@@ -192,7 +206,7 @@ class SourceClient:
                 headers = _joined_headers(response)
                 if response.status in REDIRECT_STATUSES:
                     return response.status, headers, b""
-                body = await read_limited(response, self.shown(url), self._options.max_response_bytes)
+                body = await read_limited(response, self.shown(url), self._options.max_response_bytes, hold)
                 return response.status, headers, body
         except PollerError:
             raise
@@ -218,10 +232,10 @@ class SourceClient:
         return target
 
     def _page(
-        self, request: PageRequest, status: int, headers: dict[str, str], body: bytes, url: str
+        self, request: PageRequest, status: int, headers: dict[str, str], body: bytes | bytearray, url: str
     ) -> SourcePage:
         try:
-            document = json.loads(body)
+            document = load_json(body)
         except ValueError:
             excerpt = self.shown(body[:80].decode("utf-8", "replace"))
             raise RetriableError(

@@ -56,12 +56,14 @@ from api_poller.aws.messaging import (
     parse_message,
 )
 from api_poller.aws.objects import delete_raw_pages, stored_page_ids
+from api_poller.core.byte_budget import ByteBudget
 from api_poller.core.keys import processed_prefix, processing_error_key, safe_job_id
 from api_poller.core.lifecycle import PageState, StatusRecorder
 from api_poller.core.planning import PageTask, page_id
 from api_poller.observability.metrics import JobMetrics
 from api_poller.pipeline.process import PageProcessingError, ProcessedPage, process_page
 from api_poller.pipeline.progress_log import ProgressLog
+from api_poller.settings import PollerSettings
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ class PageConsumer:
     after ``run``). ``fetch`` tells whether
     the fetch step has ended and what it recorded. ``wait_time_seconds`` is the long poll of an
     idle receive; ``housekeeping_seconds`` how often an idle consumer looks around.
+    ``page_bytes_in_flight``: the bytes of pages the workers hold at once, together (a page
+    larger than that is processed alone).
     """
 
     def __init__(
@@ -134,6 +138,7 @@ class PageConsumer:
         housekeeping_seconds: float = 2.0,
         discover_pages: bool = False,
         metrics: JobMetrics | None = None,
+        page_bytes_in_flight: int = PollerSettings.page_bytes_in_flight,
     ) -> None:
         self._s3 = s3
         self._sqs = sqs
@@ -155,6 +160,7 @@ class PageConsumer:
         self._retry_delay_seconds = retry_delay_seconds
         self._wait_time_seconds = wait_time_seconds
         self._workers = workers
+        self.budget = ByteBudget(page_bytes_in_flight)
         self._housekeeping_seconds = housekeeping_seconds
         self._progress = ProgressLog("process", len(self._pending))
         self._started = False
@@ -355,7 +361,7 @@ class PageConsumer:
         except ValueError as exc:
             return str(exc)
         try:
-            return process_page(self._s3, pointer, self._processed_bucket)
+            return process_page(self._s3, pointer, self._processed_bucket, self.budget)
         except (PageProcessingError, ClientError) as exc:
             self._leave_error_note(pointer, message, str(exc))
             return str(exc)

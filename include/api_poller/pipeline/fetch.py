@@ -16,6 +16,7 @@ import aiohttp
 from api_poller import names
 from api_poller.aws.messaging import PageAnnouncer, PagePointer, SendBatch
 from api_poller.aws.objects import stored_page_ids
+from api_poller.core.byte_budget import AsyncByteBudget
 from api_poller.core.errors import PollerError
 from api_poller.core.keys import processed_prefix, raw_payload_key, raw_prefix
 from api_poller.core.lifecycle import PageState, StatusRecorder
@@ -55,8 +56,12 @@ async def fetch_pages_to_s3(
     policy: RetryPolicy,
     options: ClientOptions,
     concurrency: int,
+    budget: AsyncByteBudget | None = None,
 ) -> BatchResult:
     """Fetch every page with at most ``concurrency`` requests in flight; enqueue each one saved.
+
+    With ``budget``, the bodies held at once (read, checked, being saved) stay within its bytes,
+    however large the pages: a request whose body does not fit waits, unread, for room.
 
     A page that still fails after its retries is recorded as FailedToComplete with the reason;
     it never fails the other pages. Pages an earlier try of this job already saved or processed
@@ -111,8 +116,9 @@ async def fetch_pages_to_s3(
                 metrics.request_failed(error, retried=True)
 
             key = raw_payload_key(job_id, page.page_id)
+            hold = budget.hold() if budget is not None else None
             try:
-                fetched = await fetch_page(session, url, page, policy, options, on_retry)
+                fetched = await fetch_page(session, url, page, policy, options, on_retry, hold)
                 await asyncio.to_thread(
                     s3_client.put_object,
                     Bucket=bucket,
@@ -130,6 +136,9 @@ async def fetch_pages_to_s3(
                 result.saved += 1
                 recorder.mark(page.page_id, PageState.PAYLOAD_SAVED, attempts=fetched.attempts, raw_key=key)
                 announcer.announce(pointer_to(page, key))
+            finally:
+                if hold is not None:
+                    hold.release()  # saved (or given up): its bytes may be read by another page
             progress.advance()
 
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -173,6 +182,7 @@ def fetch_batch(
             policy=retry_policy(settings),
             options=client_options(settings, url),
             concurrency=concurrency,
+            budget=AsyncByteBudget(settings.page_bytes_in_flight),
         )
     )
     return result.to_dict()

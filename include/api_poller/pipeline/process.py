@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +13,10 @@ from botocore.exceptions import ClientError
 
 from api_poller.aws.messaging import DEFAULT_PRIMARY_KEY, DEFAULT_RECORDS_PATH, PagePointer
 from api_poller.aws.objects import is_missing_object
+from api_poller.core.byte_budget import ByteBudget
 from api_poller.core.errors import ResponseShapeError
 from api_poller.core.incremental import CursorValue, CursorValueError, max_cursor_value
+from api_poller.core.json_body import load_json
 from api_poller.core.keys import processed_key
 from api_poller.partner.records import RecordsPath
 
@@ -68,22 +72,24 @@ def read_page_records(
 ) -> PageRecords:
     """One JSON object per line from the records at ``records_path``; each record must carry
     ``primary_key`` when one is declared (None: any object will do, reconciliation counts only)."""
-    lines = []
+    # Written line by line into one buffer (no list of lines, joined text and its encoding: each a
+    # copy of the page).
+    out = io.BytesIO()
     records = _records_of(document, page_id, records_path)
     for position, record in enumerate(records):
         if not isinstance(record, dict):
             raise PageProcessingError(f"{page_id}: record {position} is not an object")
         if primary_key is not None and primary_key not in record:
             raise PageProcessingError(f"{page_id}: record {position} has no {primary_key!r}")
-        lines.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+        out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
+        out.write(b"\n")
     max_cursor = None
     if cursor_field is not None:
         try:
             max_cursor = max_cursor_value(records, cursor_field)
         except CursorValueError as error:
             raise PageProcessingError(f"{page_id}: {cursor_field}: {error}") from None
-    body = ("\n".join(lines) + "\n").encode() if lines else b""
-    return PageRecords(body, len(lines), max_cursor)
+    return PageRecords(out.getvalue(), len(records), max_cursor)
 
 
 def records_to_ndjson(
@@ -98,16 +104,21 @@ def records_to_ndjson(
     return page.body, page.count
 
 
-def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) -> ProcessedPage:
+def process_page(
+    s3_client: Any, pointer: PagePointer, processed_bucket: str, budget: ByteBudget | None = None
+) -> ProcessedPage:
     """Write the page's records to its processed key. The raw object is deleted afterwards, as the
     seed does, by the caller: ``delete_raw_pages`` deletes a whole batch's in one call.
 
     Safe to repeat: SQS delivers at least once, so a message seen again after its raw object was
     already consumed is recognised by the processed object and changes nothing.
+
+    With ``budget`` (shared by the task's workers), the raw object's size is reserved before it is
+    read and held until its records are written: the pages a task holds stay within its bytes.
     """
     target = processed_key(pointer.job_id, pointer.page_id)
     try:
-        raw = s3_client.get_object(Bucket=pointer.bucket, Key=pointer.key)["Body"].read()
+        response = s3_client.get_object(Bucket=pointer.bucket, Key=pointer.key)
     except ClientError as error:
         if not is_missing_object(error):
             raise
@@ -120,10 +131,25 @@ def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) ->
         metadata = head.get("Metadata", {})
         records = int(metadata.get("records", 0))
         return ProcessedPage(pointer.page_id, target, records, max_cursor=_stored_cursor(metadata))
+    size = int(response.get("ContentLength") or 0)
+    with budget.reserved(size) if budget is not None else nullcontext(0):
+        try:
+            return _write_records(s3_client, pointer, response["Body"], processed_bucket, target)
+        finally:
+            response["Body"].close()
+
+
+def _write_records(
+    s3_client: Any, pointer: PagePointer, raw_body: Any, processed_bucket: str, target: str
+) -> ProcessedPage:
+    # Each copy of the page goes as soon as the next is made: the raw bytes once parsed, the
+    # parsed records once written out (a page is held about twice, not five times).
+    raw = raw_body.read()
     try:
-        document = json.loads(raw)
+        document = load_json(raw)
     except ValueError:
         raise PageProcessingError(f"{pointer.page_id}: raw payload is not JSON") from None
+    del raw
     page = read_page_records(
         document,
         pointer.page_id,
@@ -131,6 +157,7 @@ def process_page(s3_client: Any, pointer: PagePointer, processed_bucket: str) ->
         primary_key=pointer.primary_key,
         cursor_field=pointer.cursor_field,
     )
+    del document
     metadata = {"records": str(page.count), "job-id": pointer.job_id}
     if page.max_cursor is not None:
         metadata["max-cursor"] = json.dumps(page.max_cursor)

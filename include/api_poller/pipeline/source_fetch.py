@@ -33,7 +33,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from api_poller.aws.messaging import PageAnnouncer, PagePointer, SendBatch
 from api_poller.aws.objects import stored_page_ids
 from api_poller.aws.slow_down import S3SlowDownSignal
+from api_poller.core.byte_budget import AsyncByteBudget, PageHold
 from api_poller.core.errors import (
     CrossOriginRequest,
     FatalError,
@@ -105,6 +106,20 @@ class SourceBatchResult:
 
 
 @dataclass(frozen=True)
+class RawPage:
+    """What is saved of a fetched page: its body and record count (its parsed document, as large
+    as the body, is let go before the page waits for S3)."""
+
+    body: bytes | bytearray
+    records: int
+    attempts: int
+
+    @classmethod
+    def of(cls, fetched: SourcePage) -> RawPage:
+        return cls(fetched.body, len(fetched.records), fetched.attempts)
+
+
+@dataclass(frozen=True)
 class SourceReading:
     """How a consumer reads this source's pages (carried in every SQS message)."""
 
@@ -166,7 +181,7 @@ class _PageSink:
             cursor_field=self.reading.cursor_field,
         )
 
-    async def save(self, page: str, fetched: SourcePage, **details: Any) -> bool:
+    async def save(self, page: str, fetched: RawPage, **details: Any) -> bool:
         """Save and announce one page; False (and the page failed) if S3 refused it."""
         key = raw_payload_key(self.job_id, page)
         try:
@@ -174,15 +189,16 @@ class _PageSink:
                 self.s3.put_object,
                 Bucket=self.bucket,
                 Key=key,
-                Body=fetched.body,
+                # botocore takes a bytearray as it takes bytes (its stubs name only bytes).
+                Body=cast(bytes, fetched.body),
                 ContentType="application/json",
                 # Read back when a retried task announces the saved page again.
-                Metadata={"records": str(len(fetched.records))},
+                Metadata={"records": str(fetched.records)},
             )
         except (ClientError, BotoCoreError) as error:
             self.fail(page, f"could not save the page to S3: {error}")
             return False
-        records = len(fetched.records)
+        records = fetched.records
         self.metrics.page_fetched(len(fetched.body))
         self.result.saved += 1
         self.result.records += records
@@ -237,11 +253,13 @@ async def fetch_planned_pages(
     sink: _PageSink,
     processed_bucket: str,
     concurrency: int,
+    budget: AsyncByteBudget | None = None,
 ) -> SourceBatchResult:
     """Fetch every planned request with at most ``concurrency`` in flight; save and enqueue each.
 
     A page that still fails after its retries is FailedToComplete with the reason; it never fails
-    the others. Pages an earlier try already saved or processed are not fetched again.
+    the others. Pages an earlier try already saved or processed are not fetched again. With
+    ``budget``, the bodies held at once (read, parsed, being saved) stay within its bytes.
     """
     result, recorder = sink.result, sink.recorder
     result.pages = len(requests)
@@ -264,12 +282,16 @@ async def fetch_planned_pages(
         if not await resume(page):
             async with in_flight:
                 recorder.mark(page, PageState.STARTED)
+                hold = budget.hold() if budget is not None else None
                 try:
-                    fetched = await client.fetch(request, _on_retry(sink, page, client))
+                    raw = RawPage.of(await client.fetch(request, _on_retry(sink, page, client), hold))
                 except PollerError as error:
                     sink.fail(page, client.shown(str(error)), error)
                 else:
-                    await sink.save(page, fetched)
+                    await sink.save(page, raw)
+                finally:
+                    if hold is not None:
+                        hold.release()
         progress.advance()
 
     await asyncio.gather(*(one(request) for request in requests))
@@ -283,22 +305,28 @@ async def walk_pages(
     client: SourceClient,
     sink: _PageSink,
     processed_bucket: str,
+    budget: AsyncByteBudget | None = None,
 ) -> SourceBatchResult:
-    """Walk from the paginator's first request to its stop, saving and enqueueing each page."""
+    """Walk from the paginator's first request to its stop, saving and enqueueing each page.
+
+    With ``budget``, the bodies held at once (the page being fetched and those being saved)
+    stay within its bytes."""
     result = sink.result
     _, processed_before = await _stored(sink.s3, sink.bucket, processed_bucket, job_id)
     # A page is saved while the next one is fetched (at most SAVES_IN_FLIGHT pages held).
     saving: set[asyncio.Task[bool]] = set()
     room = asyncio.Semaphore(SAVES_IN_FLIGHT)
 
-    async def save(page: str, fetched: SourcePage, details: dict[str, Any]) -> bool:
+    async def save(page: str, fetched: RawPage, details: dict[str, Any], hold: PageHold | None) -> bool:
         try:
             return await sink.save(page, fetched, **details)
         finally:
             room.release()
+            if hold is not None:
+                hold.release()
 
     try:
-        await _walk(paginator, client, sink, processed_before, save, room, saving)
+        await _walk(paginator, client, sink, processed_before, save, room, saving, budget)
     finally:
         await asyncio.gather(*saving, return_exceptions=True)
     log.info("walk ended after %d pages: %s %s", result.pages, result.stop_reason, result.stop_detail)
@@ -310,23 +338,28 @@ async def _walk(
     client: SourceClient,
     sink: _PageSink,
     processed_before: set[str],
-    save: Callable[[str, SourcePage, dict[str, Any]], Coroutine[Any, Any, bool]],
+    save: Callable[[str, RawPage, dict[str, Any], PageHold | None], Coroutine[Any, Any, bool]],
     room: asyncio.Semaphore,
     saving: set[asyncio.Task[bool]],
+    budget: AsyncByteBudget | None,
 ) -> None:
     result, recorder = sink.result, sink.recorder
     request: PageRequest = paginator.first_request()
     while True:
         page = page_id(request.page)
         recorder.mark(page, PageState.STARTED)
+        # Released by the page's save (or below, when it is not saved).
+        hold = budget.hold() if budget is not None else None
         try:
-            fetched = await client.fetch(request, _on_retry(sink, page, client))
+            fetched = await client.fetch(request, _on_retry(sink, page, client), hold)
         except PollerError as error:
             sink.fail(page, client.shown(str(error)), error)
             result.stop_reason, result.stop_detail = WALK_FAILED, f"page {request.page} failed"
             break
         result.pages += 1
         step = _next_step(paginator, fetched, client)
+        raw = RawPage.of(fetched)
+        del fetched  # the parsed document: only the body is saved
         ending = step if isinstance(step, Stop) else None
         details: dict[str, Any] = {}
         if ending is not None:
@@ -334,13 +367,15 @@ async def _walk(
         if page in processed_before:
             result.resumed += 1
             recorder.mark(
-                page, PageState.SUCCESSFULLY_COMPLETED, resumed=True, records=len(fetched.records), **details
+                page, PageState.SUCCESSFULLY_COMPLETED, resumed=True, records=raw.records, **details
             )
+            if hold is not None:
+                hold.release()
         else:
             # A page that cannot be saved is failed by the sink; the walk goes on (its next
             # request is known), and the job reports incomplete.
             await room.acquire()
-            task = asyncio.create_task(save(page, fetched, details))
+            task = asyncio.create_task(save(page, raw, details, hold))
             saving.add(task)
             task.add_done_callback(saving.discard)
         if isinstance(step, FatalError):
@@ -416,6 +451,7 @@ async def fetch_source_pages(
         result=result,
         metrics=JobMetrics(spec.name),
     )
+    budget = AsyncByteBudget(settings.page_bytes_in_flight)
     connector = aiohttp.TCPConnector(limit=concurrency)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -428,6 +464,7 @@ async def fetch_source_pages(
                     sink=sink,
                     processed_bucket=settings.processed_bucket,
                     concurrency=concurrency,
+                    budget=budget,
                 )
             else:
                 paginator = paginator_for(
@@ -442,6 +479,7 @@ async def fetch_source_pages(
                     client=client,
                     sink=sink,
                     processed_bucket=settings.processed_bucket,
+                    budget=budget,
                 )
     finally:
         await sink.close()
