@@ -308,7 +308,7 @@ class PageNumberPaginator(Paginator):
         return self._api_page_size
 
     def page_rule(self) -> PageRule:
-        counters = [(self.spec.page_param, self.spec.first_page, 1)]
+        counters: list[tuple[str, int, int]] = [(self.spec.page_param, self.spec.first_page, 1)]
         if self.spec.size_param:
             counters.append((self.spec.size_param, self.spec.page_size, 0))
         return PageRule(tuple(counters))
