@@ -78,7 +78,7 @@ from api_poller.jobs_api.page import (
     render_page,
     run_path,
 )
-from api_poller.jobs_api.page_details import page_details, planned_pages
+from api_poller.jobs_api.page_details import PlannedPages, page_details, planned_pages
 from api_poller.operations.retention.expiry import has_status, job_expired
 from api_poller.partner.connection import check_job_url
 from api_poller.settings import PollerSettings
@@ -183,7 +183,7 @@ def page_state(
 
 def readable_pages(
     run: DagRun, session: Session, settings: PollerSettings, access: DagAccess
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+) -> tuple[PlannedPages, dict[str, dict[str, Any]]]:
     """The job's planned pages and their statuses; 410 once the retention purged them."""
     access.require("GET", DagAccessEntity.TASK_INSTANCE, run.dag_id)
     planned = planned_pages(load_plan(run.dag_id, run.run_id, session))
