@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
@@ -81,13 +81,19 @@ class PlannedPages(Mapping[str, Mapping[str, Any]]):
         task = None if number is None else self._task_of(number)
         if task is None or number is None:
             raise KeyError(page)
-        if task.seed_pages is None:
-            return {"StartAt": None, "Count": None, "FetchMapIndex": task.map_index}
-        planned = task.seed_pages[number - task.numbers.start]
-        return {"StartAt": planned.start_at, "Count": planned.count, "FetchMapIndex": task.map_index}
+        return _details(task, number - task.numbers.start)
 
     def __iter__(self) -> Iterator[str]:
         return (page_id(number) for task in self._tasks for number in task.numbers)
+
+    def items(self) -> ItemsView[str, Mapping[str, Any]]:
+        return _PlannedItems(self)
+
+    def _pairs(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Every (page id, details) in page order, without looking each page up again."""
+        for task in self._tasks:
+            for position, number in enumerate(task.numbers):
+                yield page_id(number), _details(task, position)
 
     def page_ids(self, start: int = 0, stop: int | None = None) -> list[str]:
         """The planned page ids at positions [start, stop) in page order, like a list slice's
@@ -101,6 +107,25 @@ class PlannedPages(Mapping[str, Mapping[str, Any]]):
             ids.extend(page_id(number) for number in numbers)
             start, index = first + len(task.numbers), index + 1
         return ids
+
+
+class _PlannedItems(ItemsView[str, Mapping[str, Any]]):
+    """A plan's items, iterated in page order without a lookup per page."""
+
+    def __init__(self, planned: PlannedPages) -> None:
+        super().__init__(planned)
+        self._planned = planned
+
+    def __iter__(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        return self._planned._pairs()
+
+
+def _details(task: _FetchTaskPages, position: int) -> dict[str, Any]:
+    """StartAt, Count and FetchMapIndex of the task's page at ``position``."""
+    if task.seed_pages is None:
+        return {"StartAt": None, "Count": None, "FetchMapIndex": task.map_index}
+    planned = task.seed_pages[position]
+    return {"StartAt": planned.start_at, "Count": planned.count, "FetchMapIndex": task.map_index}
 
 
 _PAGE_ID = re.compile(r"page-(\d+)")

@@ -52,6 +52,7 @@ def test_an_older_plan_s_page_lists_read_the_same(total: int, size: int, tasks: 
 
     assert ranged == listed
     assert list(ranged) == list(listed) and ranged.count == listed.count == -(-total // size)
+    assert list(ranged.items()) == [(page, ranged[page]) for page in ranged]  # in page order
 
 
 def test_a_source_plan_has_page_numbers_only() -> None:
