@@ -53,7 +53,8 @@ SuccessfullyCompleted, or FailedToComplete (see the `page_status` XComs and the 
 def api_poller() -> None:
     @task(task_id=names.PLAN_TASK)
     def plan() -> list[dict[str, Any]]:
-        """Read the API's metadata, validate it and plan the pages: one entry per fetch task."""
+        """Read the API's metadata, validate it and plan the pages: one entry per fetch task, its
+        batch a page range (``core.planning.SeedBatch``)."""
         from api_poller.core.errors import PollerError
         from api_poller.pipeline.plan import plan_job
 
@@ -73,15 +74,16 @@ def api_poller() -> None:
 
     @task(task_id=names.FETCH_TASK, map_index_template="{{ page_range }}", pool=settings.fetch_pool or None)
     def fetch_pages(
-        batch: list[dict[str, int]], url: str, concurrency_per_task: int, queue_url: str
+        batch: dict[str, int] | list[dict[str, int]], url: str, concurrency_per_task: int, queue_url: str
     ) -> dict[str, Any]:
         """Fetch this batch of pages concurrently into the raw bucket; enqueue each page saved."""
         from api_poller.adapters.lineage import report_fetch_lineage
-        from api_poller.core.planning import PageTask
+        from api_poller.core.planning import seed_batch_pages
         from api_poller.pipeline.fetch import fetch_batch
 
         context = get_current_context()
-        pages = [PageTask.from_dict(page) for page in batch]
+        # A page range (or an older plan's page list), expanded as the pages are fetched.
+        pages = seed_batch_pages(batch)
         # map_index_template renders from the context, extra keys included (Airflow's documented way
         # to name a mapped task); the Context TypedDict lists only Airflow's own keys.
         context["page_range"] = f"{pages[0].page_id} .. {pages[-1].page_id}"  # type: ignore[typeddict-unknown-key]

@@ -141,6 +141,17 @@ def task_states(dag_run) -> dict[str, str]:
         }
 
 
+def fetch_task_names(dag_run) -> list[str | None]:
+    """The fetch tasks' names in the UI (their rendered map_index_template), by map index."""
+    from airflow.utils.session import create_session
+
+    from api_poller import names
+
+    with create_session() as session:
+        tis = [ti for ti in dag_run.get_task_instances(session=session) if ti.task_id == names.FETCH_TASK]
+        return [ti.rendered_map_index for ti in sorted(tis, key=lambda ti: ti.map_index)]
+
+
 @contextmanager
 def serve_in_thread(app: web.Application) -> Iterator[str]:
     """Serve an aiohttp app on 127.0.0.1 from its own loop in a daemon thread; yields its base URL."""

@@ -6,7 +6,15 @@ import pytest
 from api_poller_dev.simulator import SimulatorConfig, run_in_thread
 
 from api_poller.adapters.progress import load_job_progress
-from tests.helpers import DEAD_LETTER_QUEUE, PROCESSED_BUCKET, QUEUE, RAW_BUCKET, run_job, task_states
+from tests.helpers import (
+    DEAD_LETTER_QUEUE,
+    PROCESSED_BUCKET,
+    QUEUE,
+    RAW_BUCKET,
+    fetch_task_names,
+    run_job,
+    task_states,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +27,12 @@ def test_full_sync_processes_every_record_exactly_once(airflow_db, aws):
     assert str(dag_run.state) == "success", task_states(dag_run)
     ids = [record["id"] for record in aws.processed_records()]
     assert sorted(ids) == list(range(1234))  # every record, none twice
+    # Each fetch task's batch is a page range, and the UI names the task after it.
+    assert fetch_task_names(dag_run) == [
+        "page-000000 .. page-000004",
+        "page-000005 .. page-000008",
+        "page-000009 .. page-000012",
+    ]
     # Raw pages are deleted once processed (the tasks' status checkpoints stay for the retention).
     assert [key for key in aws.keys(RAW_BUCKET) if "/status/" not in key] == []
     assert aws.queue_depth(QUEUE) == 0

@@ -23,7 +23,15 @@ from api_poller_dev.simulator import AuthConfig, SimulatorConfig, run_in_thread
 from api_poller import names
 from api_poller.adapters.progress import load_job_progress
 from api_poller.aws.watermark import read_watermark
-from tests.helpers import DEAD_LETTER_QUEUE, PROCESSED_BUCKET, QUEUE, RAW_BUCKET, ROOT, task_states
+from tests.helpers import (
+    DEAD_LETTER_QUEUE,
+    PROCESSED_BUCKET,
+    QUEUE,
+    RAW_BUCKET,
+    ROOT,
+    fetch_task_names,
+    task_states,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -176,8 +184,10 @@ def test_every_record_lands_exactly_once_whatever_the_paginator_and_auth(sources
     assert progress["SuccessfullyCompleted"] == progress["Total"] >= TOTAL // PAGE_SIZE
     if CASES[name].planned:
         assert "TotalKnown" not in progress and progress["Total"] == 10
+        assert fetch_task_names(dag_run) == ["page-000001 .. page-000010"]  # one task's page range
     else:
         assert progress["TotalKnown"] is True
+        assert fetch_task_names(dag_run) == ["walk from page-000001"]
     if CASES[name].auth == "oauth2_client_credentials":
         assert stats(sources.urls[name])["tokens_issued"] >= 1
 

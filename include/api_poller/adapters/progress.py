@@ -189,7 +189,8 @@ def load_page_statuses(
 
 
 def load_plan(dag_id: str, run_id: str, session: Session) -> list[dict[str, Any]] | None:
-    """The plan task's return value (one entry per fetch task, its pages), or None before it."""
+    """The plan task's return value (one entry per fetch task, its batch a page range; see
+    ``jobs_api.page_details.planned_pages``), or None before it."""
     values = _xcom_values(dag_id, run_id, names.RETURN_VALUE_KEY, session, task_id=names.PLAN_TASK)
     return values[0] if values else None
 

@@ -7,7 +7,7 @@ The DAG has the seed DAG's shape (``dags/api_poller_dag.py``) and task ids (``na
 * ``plan`` reads the source's Connection and (incremental sources) its watermark, checks the
   run's conf against the source, reads the first page and plans the job
   (``pipeline.source_plan``). It pushes the seed's XComs: ``job`` (the plan without its page
-  requests) and ``total_pages`` (None while a walk's total is unknown), and returns one
+  batches) and ``total_pages`` (None while a walk's total is unknown), and returns one
   ``fetch_pages`` argument mapping per fetch task.
 * ``fetch_pages`` fetches its planned batch, or walks the source page after page
   (``pipeline.source_fetch``); each page saved is enqueued at once.
@@ -103,13 +103,14 @@ def task_connection(spec: SourceSpec) -> HttpConnection:
         raise AirflowFailException(f"source {spec.name!r}: {error}") from None
 
 
-def page_range(mode: str, batch: list[Mapping[str, Any]]) -> str:
+def page_range(mode: str, batch: Mapping[str, Any] | list[Mapping[str, Any]]) -> str:
     """A fetch task's name in the UI (its map index): its pages, or that it walks."""
-    from api_poller.core.planning import page_id
+    from api_poller.core.planning import batch_page_numbers, page_id
 
+    pages = batch_page_numbers(batch)
     if mode == "walk":
-        return f"walk from {page_id(int(batch[0].get('page', 1)))}"
-    return f"{page_id(int(batch[0].get('page', 1)))} .. {page_id(int(batch[-1].get('page', 1)))}"
+        return f"walk from {page_id(pages[0])}"
+    return f"{page_id(pages[0])} .. {page_id(pages[-1])}"
 
 
 def check_schedule(spec: SourceSpec) -> None:
@@ -209,7 +210,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
     def fetch_pages(
         mode: str,
         base_request: dict[str, Any],
-        batch: list[Mapping[str, Any]],
+        batch: Mapping[str, Any] | list[Mapping[str, Any]],
         concurrency: int,
         requests_per_second: float | None,
         queue_url: str,

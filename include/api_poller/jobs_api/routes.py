@@ -50,7 +50,7 @@ from api_poller.adapters.source_params import NESTED_PARAMS, SETTING_NAMES
 from api_poller.core.errors import InvalidJobRequest
 from api_poller.core.job_request import URL
 from api_poller.core.lifecycle import PROGRESS_FIELDS, PageState
-from api_poller.core.page_bits import page_id_of, page_number, page_numbers, pages_mask
+from api_poller.core.page_bits import page_id_of, page_number, page_numbers
 from api_poller.core.planning import page_id
 from api_poller.core.status_document import JobStatus
 from api_poller.jobs_api.dependencies import (
@@ -88,7 +88,7 @@ from api_poller.jobs_api.page import (
     render_page,
     run_path,
 )
-from api_poller.jobs_api.page_details import page_detail, planned_pages
+from api_poller.jobs_api.page_details import PlannedPages, page_detail, planned_pages
 from api_poller.operations.retention.expiry import has_status, job_expired
 from api_poller.partner.connection import check_job_url
 from api_poller.settings import PollerSettings
@@ -118,9 +118,9 @@ def expired(run: DagRun, total_pages: int, session: Session, settings: PollerSet
 
 
 def progress_of(
-    run: DagRun, session: Session, settings: PollerSettings, status: JobStatus | None = None
+    run: DagRun, session: Session, settings: PollerSettings, job_status: JobStatus | None = None
 ) -> JobProgress:
-    progress = load_job_progress(run.dag_id, run.run_id, session, status)
+    progress = load_job_progress(run.dag_id, run.run_id, session, job_status)
     return JobProgress.model_validate(
         {
             **progress,
@@ -192,7 +192,7 @@ def page_state(
 class JobPageSets:
     """A job's planned pages and merged status, and the page sets /tasks filters by (bitmaps)."""
 
-    planned: dict[str, dict[str, Any]]
+    planned: PlannedPages
     status: JobStatus
     planned_mask: int
     every: int  # planned or recorded
@@ -216,7 +216,7 @@ def readable_pages(run: DagRun, session: Session, settings: PollerSettings, acce
     if why_expired := expired(run, len(planned), session, settings):
         raise HTTPException(status.HTTP_410_GONE, why_expired)
     job_status = load_job_status(run.dag_id, run.run_id, session)
-    planned_mask = pages_mask(number for page in planned if (number := page_number(page)) is not None)
+    planned_mask = planned.mask()
     return JobPageSets(planned, job_status, planned_mask, planned_mask | job_status.recorded)
 
 

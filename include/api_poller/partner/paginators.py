@@ -14,6 +14,8 @@ The contract (the same for every kind; after the Singer SDK's and dlt's paginato
 * ``plan(first_response)``: offset and page-number paginators whose total is in the first
   response return the requests of pages 2..N (capped at ``max_pages``), to fetch in parallel;
   ``None`` means the total is unknown and the pages are walked with ``next_request``.
+  ``page_rule()`` is how they make page n's request from the base request (``PageRule``, constant
+  size), so a plan can carry page ranges instead of one request a page.
 
 The base class does what every kind shares: the empty-page and max_pages rules, loop detection,
 and the origin check (the base URL and every next link must stay on the Connection's origin, or
@@ -90,6 +92,27 @@ class PageRequest:
 def base_request(url: str, params: Mapping[str, str] | None = None) -> PageRequest:
     """The request every page starts from: the source's URL and its fixed query parameters."""
     return PageRequest(url=url, params=tuple((params or {}).items()))
+
+
+@dataclass(frozen=True)
+class PageRule:
+    """How a planned page's request is made from the base request: on page n, each parameter of
+    ``counters`` (name, value on page 1, step) is ``first + step * (n - 1)``; a step of 0 sends the
+    same value on every page. A plan of any length travels as a page range and this rule."""
+
+    counters: tuple[tuple[str, int, int], ...]
+
+    def request(self, base: PageRequest, page: int) -> PageRequest:
+        return base.with_params(
+            page, {name: str(first + step * (page - 1)) for name, first, step in self.counters}
+        )
+
+    def to_dict(self) -> list[list[Any]]:
+        return [list(counter) for counter in self.counters]
+
+    @classmethod
+    def from_dict(cls, data: Sequence[Sequence[Any]]) -> PageRule:
+        return cls(tuple((str(name), int(first), int(step)) for name, first, step in data))
 
 
 @dataclass(frozen=True)
@@ -174,14 +197,22 @@ class Paginator(ABC):
         """How many pages the job has, from the first response; None when it does not say."""
         return None
 
+    def planned_page_count(self, first: PageResponse) -> int | None:
+        """How many pages a plan fetches (the total, at most max_pages) when the first response
+        tells the total, else None (the pages are walked)."""
+        total = self.total_pages(first)
+        return None if total is None else min(total, self.max_pages)
+
     def plan(self, first: PageResponse) -> list[PageRequest] | None:
         """Requests of pages 2..N (at most max_pages in all) when the total is known, else None."""
-        total = self.total_pages(first)
-        if total is None:
+        count = self.planned_page_count(first)
+        if count is None:
             return None
-        return [self._planned(page) for page in range(2, min(total, self.max_pages) + 1)]
+        rule = self.page_rule()
+        return [rule.request(self.base, page) for page in range(2, count + 1)]
 
-    def _planned(self, page: int) -> PageRequest:
+    def page_rule(self) -> PageRule:
+        """How page n's request is made from the base request, for the kinds that plan."""
         raise NotImplementedError(f"{self.kind} pages cannot be planned")
 
     @abstractmethod
@@ -233,8 +264,9 @@ class OffsetPaginator(Paginator):
     def _first(self) -> PageRequest:
         return self._request(1, 0)
 
-    def _planned(self, page: int) -> PageRequest:
-        return self._request(page, (page - 1) * self.spec.page_size)
+    def page_rule(self) -> PageRule:
+        size = self.spec.page_size
+        return PageRule(((self.spec.offset_param, 0, size), (self.spec.limit_param, size, 0)))
 
     def _total_records(self, response: PageResponse, *, first: bool = False) -> int | None:
         if self.spec.total_path is None:
@@ -275,17 +307,17 @@ class PageNumberPaginator(Paginator):
             self._api_page_size = len(response.records)
         return self._api_page_size
 
-    def _request(self, page: int) -> PageRequest:
-        updates = {self.spec.page_param: str(self.spec.first_page + page - 1)}
+    def page_rule(self) -> PageRule:
+        counters: list[tuple[str, int, int]] = [(self.spec.page_param, self.spec.first_page, 1)]
         if self.spec.size_param:
-            updates[self.spec.size_param] = str(self.spec.page_size)
-        return self.base.with_params(page, updates)
+            counters.append((self.spec.size_param, self.spec.page_size, 0))
+        return PageRule(tuple(counters))
+
+    def _request(self, page: int) -> PageRequest:
+        return self.page_rule().request(self.base, page)
 
     def _first(self) -> PageRequest:
         return self._request(1)
-
-    def _planned(self, page: int) -> PageRequest:
-        return self._request(page)
 
     def _pages_from(self, response: PageResponse, first_page_size: int, *, planning: bool) -> int | None:
         if self.spec.total_pages_path is not None:

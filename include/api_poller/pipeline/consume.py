@@ -59,7 +59,7 @@ from api_poller.aws.objects import delete_raw_pages, stored_page_ids
 from api_poller.core.byte_budget import ByteBudget
 from api_poller.core.keys import processed_prefix, processing_error_key, safe_job_id
 from api_poller.core.lifecycle import PageState, StatusRecorder
-from api_poller.core.planning import PageTask, page_id
+from api_poller.core.planning import batch_page_numbers, page_id
 from api_poller.observability.metrics import JobMetrics
 from api_poller.pipeline.process import PageProcessingError, ProcessedPage, process_page
 from api_poller.pipeline.progress_log import ProgressLog
@@ -440,19 +440,17 @@ def plan_page_ids(plan: Sequence[Mapping[str, Any]]) -> tuple[list[str], bool]:
     """The page ids a plan (the plan task's return value) announces, and whether the job's pages
     are discovered as it goes (a source walked page after page, whose total is unknown).
 
-    The seed's entries hold ``PageTask`` dicts; a source's (``pipeline.source_fetch``'s fetch task
-    arguments) hold page requests and their ``mode``.
+    Each entry's ``batch`` is a page range (``core.planning.batch_page_numbers`` also reads an older
+    plan's page lists); a source's entries (``pipeline.source_fetch``'s fetch task arguments) carry
+    their ``mode``.
     """
     pages: list[str] = []
     discover = False
     for entry in plan:
-        mode = entry.get("mode")
-        if mode is None:
-            pages.extend(PageTask.from_dict(page).page_id for page in entry["batch"])
-        elif mode == "walk":
+        if entry.get("mode") == "walk":
             discover = True
         else:
-            pages.extend(page_id(int(request.get("page", 1))) for request in entry["batch"])
+            pages.extend(page_id(number) for number in batch_page_numbers(entry["batch"]))
     return pages, discover
 
 

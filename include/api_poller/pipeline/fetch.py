@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,7 +48,7 @@ async def fetch_pages_to_s3(
     *,
     job_id: str,
     url: str,
-    pages: list[PageTask],
+    pages: Sequence[PageTask],
     s3_client: Any,
     bucket: str,
     processed_bucket: str,
@@ -157,7 +158,7 @@ def fetch_batch(
     *,
     job_id: str,
     url: str,
-    pages: list[PageTask],
+    pages: Sequence[PageTask],
     concurrency: int,
     s3_client: Any,
     sqs_client: Any,

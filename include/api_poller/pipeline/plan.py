@@ -8,13 +8,13 @@ from typing import Any
 
 import aiohttp
 
-from api_poller.core.job_request import parse_job_request
+from api_poller.core.job_request import JobRequest, parse_job_request
 from api_poller.core.planning import (
     ApiMetadata,
-    batch_pages,
     choose_fetch_tasks,
     choose_page_size,
-    plan_pages,
+    page_count,
+    plan_batches,
     share_concurrency,
 )
 from api_poller.partner.client import fetch_metadata
@@ -32,16 +32,24 @@ def plan_job(job_id: str, params: Mapping[str, Any], settings: PollerSettings) -
     request = parse_job_request(params, settings)
     check_job_url(request.url, settings)
     metadata = asyncio.run(_read_metadata(request.url, settings))
+    return plan_from_metadata(job_id, request, metadata)
+
+
+def plan_from_metadata(job_id: str, request: JobRequest, metadata: ApiMetadata) -> dict[str, Any]:
+    """The plan of a checked request once the metadata is read: each fetch task's batch is a
+    ``SeedBatch`` dict (its page range), the same size whatever the job's page count."""
     page_size = choose_page_size(metadata, request.page_size)
-    pages = plan_pages(metadata, page_size)
-    batches = batch_pages(pages, choose_fetch_tasks(len(pages), request.concurrency, request.fetch_tasks))
+    total_pages = page_count(metadata, page_size)
+    batches = plan_batches(
+        metadata, page_size, choose_fetch_tasks(total_pages, request.concurrency, request.fetch_tasks)
+    )
     return {
         "job_id": job_id,
         "url": request.url,
         "total_records": metadata.total_records,
         "page_size": page_size,
-        "total_pages": len(pages),
-        "batches": [[page.to_dict() for page in batch] for batch in batches],
+        "total_pages": total_pages,
+        "batches": [batch.to_dict() for batch in batches],
         # The job's concurrency is shared by its fetch tasks: the shares add up to it.
         "concurrency_shares": share_concurrency(request.concurrency, len(batches)),
     }

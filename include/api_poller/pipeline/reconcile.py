@@ -10,7 +10,7 @@ from typing import Any
 
 from api_poller.aws.objects import stored_page_ids
 from api_poller.core.keys import processed_key, processed_prefix
-from api_poller.core.planning import PageTask
+from api_poller.core.planning import PageTask, seed_batch_pages
 
 SAMPLE = 20
 
@@ -120,7 +120,7 @@ def reconcile_job(
         s3_client=s3_client,
         processed_bucket=settings.processed_bucket,
         job_id=job["job_id"],
-        pages=[PageTask.from_dict(page) for entry in plan for page in entry["batch"]],
+        pages=[page for entry in plan for page in seed_batch_pages(entry["batch"])],
         total_records=job["total_records"],
         statuses=statuses,
         read_output=settings.reconcile == "full",

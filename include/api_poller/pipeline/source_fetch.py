@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -58,7 +58,7 @@ from api_poller.partner.paginators import PageRequest, Paginator, Stop, paginato
 from api_poller.partner.rate_limit import RateLimiter
 from api_poller.partner.source_client import SourceClient, SourcePage
 from api_poller.pipeline.progress_log import ProgressLog
-from api_poller.pipeline.source_plan import MODE_PLANNED, MODE_WALK
+from api_poller.pipeline.source_plan import MODE_PLANNED, MODE_WALK, batch_requests
 from api_poller.settings import PollerSettings
 from api_poller.sources.spec import SourceSpec
 
@@ -248,7 +248,7 @@ async def _stored(
 async def fetch_planned_pages(
     *,
     job_id: str,
-    requests: list[PageRequest],
+    requests: Sequence[PageRequest],
     client: SourceClient,
     sink: _PageSink,
     processed_bucket: str,
@@ -427,7 +427,7 @@ async def fetch_source_pages(
     job_id: str,
     mode: str,
     base_request: PageRequest,
-    batch: list[PageRequest],
+    batch: Sequence[PageRequest],
     concurrency: int,
     connection: HttpConnection,
     settings: PollerSettings,
@@ -493,7 +493,7 @@ def fetch_source_batch(
     job_id: str,
     mode: str,
     base_request: Mapping[str, Any],
-    batch: list[Mapping[str, Any]],
+    batch: Mapping[str, Any] | list[Mapping[str, Any]],
     concurrency: int,
     requests_per_second: float | None,
     connection: HttpConnection,
@@ -518,7 +518,8 @@ def fetch_source_batch(
             job_id=job_id,
             mode=mode,
             base_request=PageRequest.from_dict(base_request),
-            batch=[PageRequest.from_dict(request) for request in batch],
+            # A walk's requests come from its responses: its batch only names page 1.
+            batch=batch_requests(base_request, batch) if mode == MODE_PLANNED else [],
             concurrency=concurrency,
             connection=connection,
             settings=settings,

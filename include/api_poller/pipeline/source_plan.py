@@ -4,11 +4,16 @@
 source's scoped credentials), checks its records path, then asks the paginator:
 
 * ``mode: "planned"``: the first response tells the total (offset / page number with a total
-  path); ``batches`` hold the requests of pages 1..N, split over mapped fetch tasks. Page 1 is in
-  the first batch: the plan step writes nothing (a job that cannot start leaves no trace), so the
-  fetch task saves page 1 like every other page, at the cost of requesting it twice.
+  path); pages 1..N are split over mapped fetch tasks, each batch a ``SourceBatch`` dict: its first
+  and last page numbers and the paginator's ``PageRule`` (page n's request from the base request),
+  so the plan's size does not grow with N. Page 1 is in the first batch: the plan step writes
+  nothing (a job that cannot start leaves no trace), so the fetch task saves page 1 like every
+  other page, at the cost of requesting it twice.
 * ``mode: "walk"``: the total is unknown (cursor, next link, no total path); one fetch task walks
-  from page 1 (``batches == [[page 1]]``), saving and enqueueing each page as it arrives.
+  from page 1 (one batch of page 1 without a rule), saving and enqueueing each page as it arrives.
+
+``batch_requests`` makes a batch's requests as they are read; it also reads the per-page request
+lists of plans made before batches were ranges.
 
 The conf may carry ``params`` (only the source's ``overridable_params``), ``full_refresh``,
 ``concurrency`` and ``fetch_tasks``; anything else is refused by name. The host, path and
@@ -20,18 +25,18 @@ conf asks for a full refresh.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import aiohttp
 
 from api_poller.core.errors import InvalidJobRequest, ResponseShapeError, SourceError
 from api_poller.core.incremental import CursorValue, minus_lookback
 from api_poller.core.job_request import MAX_CONCURRENCY
-from api_poller.core.planning import choose_fetch_tasks, share_concurrency, share_rate, split_evenly
+from api_poller.core.planning import choose_fetch_tasks, share_concurrency, share_rate, split_positions
 from api_poller.partner.auth import HttpConnection, connection_origin, credentials_for, source_url
-from api_poller.partner.paginators import PageRequest, base_request, paginator_for
+from api_poller.partner.paginators import PageRequest, PageRule, base_request, paginator_for
 from api_poller.partner.source_client import SourceClient, SourcePage
 from api_poller.settings import PollerSettings
 from api_poller.sources.spec import SourceSpec
@@ -49,6 +54,75 @@ class SourceJobRequest:
     full_refresh: bool
     concurrency: int
     fetch_tasks: int | None
+
+
+@dataclass(frozen=True)
+class SourceBatch:
+    """A fetch task's pages ``first_page``..``last_page`` and the rule that makes their requests
+    (None for a walk, whose next request comes from each response)."""
+
+    first_page: int
+    last_page: int
+    rule: PageRule | None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.first_page <= self.last_page:
+            raise ValueError(f"not a batch of pages: {self.first_page}..{self.last_page}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first_page": self.first_page,
+            "last_page": self.last_page,
+            "page_rule": None if self.rule is None else self.rule.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SourceBatch:
+        rule = data.get("page_rule")
+        return cls(
+            int(data["first_page"]),
+            int(data["last_page"]),
+            None if rule is None else PageRule.from_dict(rule),
+        )
+
+
+@dataclass(frozen=True)
+class PlannedRequests(Sequence[PageRequest]):
+    """A planned batch's requests, made from the base request as they are read."""
+
+    base: PageRequest
+    rule: PageRule
+    pages: range
+
+    @overload
+    def __getitem__(self, position: int) -> PageRequest: ...
+    @overload
+    def __getitem__(self, position: slice) -> list[PageRequest]: ...
+    def __getitem__(self, position: int | slice) -> PageRequest | list[PageRequest]:
+        if isinstance(position, slice):
+            return [self.rule.request(self.base, page) for page in self.pages[position]]
+        return self.rule.request(self.base, self.pages[position])
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def __iter__(self) -> Iterator[PageRequest]:
+        return (self.rule.request(self.base, page) for page in self.pages)
+
+
+def batch_requests(base: Mapping[str, Any], batch: Any) -> Sequence[PageRequest]:
+    """A planned fetch task's requests from its ``base_request`` and ``batch`` arguments: a
+    ``SourceBatch`` dict, or the request dicts of a plan made before batches were ranges."""
+    if isinstance(batch, list):
+        return [PageRequest.from_dict(request) for request in batch]
+    if not isinstance(batch, Mapping):
+        raise ValueError(f"a fetch task's batch must be a mapping or a list, got {type(batch).__name__}")
+    planned = SourceBatch.from_dict(batch)
+    if planned.rule is None:
+        raise ValueError(f"batch {planned.first_page}..{planned.last_page} has no page rule: it is walked")
+    return PlannedRequests(
+        PageRequest.from_dict(base), planned.rule, range(planned.first_page, planned.last_page + 1)
+    )
 
 
 def _positive_int(conf: Mapping[str, Any], name: str, high: int) -> int | None:
@@ -184,17 +258,18 @@ def plan_source_job(
     first_request = paginator.first_request()
     try:
         first = asyncio.run(_first_page(spec, connection, first_request, settings))
-        planned = paginator.plan(first.response())
+        total_pages = paginator.planned_page_count(first.response())
     except ResponseShapeError as error:
         raise ResponseShapeError(f"source {spec.name!r}, first page: {error}") from None
-    if planned is None:
-        mode, requests, total_pages = MODE_WALK, [first_request], None
-        tasks = 1
+    if total_pages is None:
+        mode, rule, pages, tasks = MODE_WALK, None, 1, 1
     else:
-        mode, requests = MODE_PLANNED, [first_request, *planned]
-        total_pages = len(requests)
+        mode, rule, pages = MODE_PLANNED, paginator.page_rule(), total_pages
         tasks = choose_fetch_tasks(total_pages, request.concurrency, request.fetch_tasks)
-    batches = split_evenly([page.to_dict() for page in requests], tasks)
+    # Page numbers start at 1: positions 0..pages-1 are pages 1..pages.
+    batches = [
+        SourceBatch(part.start + 1, part.stop, rule).to_dict() for part in split_positions(pages, tasks)
+    ]
     since = incremental_value(spec, watermark, request.full_refresh)
     return {
         "job_id": job_id,

@@ -13,8 +13,9 @@ from api_poller_dev.simulator import Misbehaviour, SimulatorConfig, recording_se
 
 from api_poller.core.keys import raw_payload_key
 from api_poller.core.lifecycle import PageState
+from api_poller.core.planning import batch_page_numbers
 from api_poller.pipeline.process import PageProcessingError
-from api_poller.pipeline.source_plan import plan_source_job
+from api_poller.pipeline.source_plan import batch_requests, plan_source_job
 
 from .source_support import (
     PAGINATED,
@@ -76,7 +77,7 @@ def test_planned_pages_are_split_over_fetch_tasks_with_shares_that_add_up(aws) -
     with run_in_thread(sim()) as base_url:
         outcome = run_source_job(aws, spec, Conn(host=base_url), conf={"fetch_tasks": 3})
 
-    assert [len(batch) for batch in outcome.plan["batches"]] == [4, 3, 3]
+    assert [len(batch_page_numbers(batch)) for batch in outcome.plan["batches"]] == [4, 3, 3]
     assert sum(outcome.plan["concurrency_shares"]) == 4
     assert sum(outcome.plan["rate_shares"]) == pytest.approx(40)
     assert sorted(record["id"] for record in outcome.records) == list(range(TOTAL))
@@ -159,21 +160,43 @@ def test_without_a_primary_key_any_record_is_written_and_counted(aws) -> None:
 
 
 def test_a_planned_batch_tampered_to_point_elsewhere_sends_nothing_there(aws) -> None:
-    """The fetch task trusts the Connection, not its XCom: a batch naming another origin fails."""
+    """The fetch task trusts the Connection, not its XCom: a base request naming another origin
+    fails every page of the batch it makes."""
     spec = source("offset_total", auth={"type": "bearer"})
     with run_in_thread(sim()) as base_url, recording_server() as elsewhere:
         queue_url = make_resources(aws)
         connection = Conn(host=base_url, password="s3cret")
-        plan = plan_source_job(spec, "manual__tampered", None, SETTINGS, connection, None)
-        plan["batches"][0][1]["url"] = f"{elsewhere.base_url}/offset/items"
+        plan = plan_source_job(spec, "manual__tampered", {"fetch_tasks": 2}, SETTINGS, connection, None)
+        plan["base_request"]["url"] = f"{elsewhere.base_url}/offset/items"
         plan["batches"] = [plan["batches"][0]]
         plan["concurrency_shares"], plan["rate_shares"] = [2], [None]
         fetches, statuses = fetch_all(aws, spec, plan, connection, queue_url, "manual__tampered")
         assert elsewhere.requests == []
 
+    assert sorted(statuses) == [f"page-{page:06d}" for page in range(1, 6)]
     assert statuses["page-000002"]["state"] == "FailedToComplete"
     assert "refused to send a request to " + elsewhere.base_url in statuses["page-000002"]["reason"]
     assert "s3cret" not in json.dumps(statuses)
+    assert fetches[0]["saved"] == 0
+
+
+def test_an_older_plan_s_request_list_tampered_to_point_elsewhere_sends_nothing_there(aws) -> None:
+    """A run planned before batches were ranges (one request a page) is still fetched, and still
+    checked against the Connection."""
+    spec = source("offset_total", auth={"type": "bearer"})
+    with run_in_thread(sim()) as base_url, recording_server() as elsewhere:
+        queue_url = make_resources(aws)
+        connection = Conn(host=base_url, password="s3cret")
+        plan = plan_source_job(spec, "manual__older", None, SETTINGS, connection, None)
+        requests = [request.to_dict() for request in batch_requests(plan["base_request"], plan["batches"][0])]
+        requests[1]["url"] = f"{elsewhere.base_url}/offset/items"
+        plan["batches"] = [requests]
+        plan["concurrency_shares"], plan["rate_shares"] = [2], [None]
+        fetches, statuses = fetch_all(aws, spec, plan, connection, queue_url, "manual__older")
+        assert elsewhere.requests == []
+
+    assert statuses["page-000002"]["state"] == "FailedToComplete"
+    assert "refused to send a request to " + elsewhere.base_url in statuses["page-000002"]["reason"]
     assert fetches[0]["saved"] == 9
 
 

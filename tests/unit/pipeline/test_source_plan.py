@@ -42,9 +42,8 @@ def test_the_plan_is_a_json_document_with_the_walk_from_page_one() -> None:
         plan = plan_source_job(source("cursor"), JOB, None, SETTINGS, Conn(host=api.base_url), None)
     assert json.loads(json.dumps(plan)) == plan
     assert plan["mode"] == "walk" and plan["total_pages"] is None
-    assert plan["batches"] == [
-        [{"url": f"{api.base_url}/cursor/items", "params": [["limit", "10"]], "page": 1}]
-    ]
+    assert plan["batches"] == [{"first_page": 1, "last_page": 1, "page_rule": None}]
+    assert plan["base_request"] == {"url": f"{api.base_url}/cursor/items", "params": [], "page": 1}
     assert plan["records_path"] == "items" and plan["primary_key"] == "id"
 
 
