@@ -132,7 +132,8 @@ class StatusRecorder:
         record.update(state=state.value, at=self._clock())
         self._records[page] = record
         floor = self._floor.get(page)
-        self._set_view(page, merged_record(floor, record) if floor is not None else dict(record))
+        # Records are never changed once made (each mark makes a new one): the view may share it.
+        self._set_view(page, merged_record(floor, record) if floor is not None else record)
         self._dirty = True
         self.flush(force=False)
 
