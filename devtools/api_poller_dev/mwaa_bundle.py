@@ -59,6 +59,7 @@ MWAA_PROVIDED_MODULES: Mapping[str, str] = {
     "sqlalchemy": "apache-airflow dependency",
     "yaml": "apache-airflow dependency (PyYAML; source files)",
     "pendulum": "apache-airflow dependency",
+    "msgspec": "apache-airflow dependency (core and task SDK require msgspec>=0.19)",
 }
 
 # Settings written to startup.sh with a placeholder: they name the deployment's own resources.

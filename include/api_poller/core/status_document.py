@@ -4,8 +4,9 @@ A status-publishing task instance (a fetch task, the consumer) publishes:
 
 * a **summary** (XCom ``page_status``, small): the set of its pages in each state as a compressed
   bitmap (``core.page_bits``), the reasons of its failed pages, a histogram of when its pages
-  settled, and which detail chunks it wrote. Progress, failure reasons and the chart are read from
-  the summaries alone, so a progress read costs the same at 100 or 100,000 pages.
+  settled, and which detail chunks it wrote (a bitmap of chunk numbers). Progress, failure
+  reasons and the chart are read from the summaries alone, so a progress read costs the same at
+  100 or 100,000 pages.
 * its pages' full records in **chunks** of CHUNK_PAGES pages (XCom ``page_status.<chunk>``), each
   rewritten only when one of its pages changed: a flush writes what changed, and a page of
   ``/tasks`` reads the one or two chunks that hold it.
@@ -25,7 +26,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api_poller.core.page_bits import PageBits, decode_pages, page_id_of, page_number, page_numbers
+from api_poller.core.page_bits import (
+    PageBits,
+    decode_pages,
+    encode_pages,
+    page_id_of,
+    page_number,
+    page_numbers,
+    pages_mask,
+)
 from api_poller.core.page_state import PageState
 
 FORMAT_VERSION = 2
@@ -116,7 +125,7 @@ class StatusIndex:
             "v": FORMAT_VERSION,
             "pages": pages,
             "failed": dict(self._failed),
-            "chunks": sorted(chunks),
+            "chunks": encode_pages(pages_mask(chunks)),  # a bitmap too: small at any page count
             "timeline": coarse_timeline(self._seconds),
         }
 
@@ -184,14 +193,14 @@ def read_summary(document: object) -> TaskStatus:
         return records_summary(document)
     pages = {PageState(state): decode_pages(text) for state, text in (document.get("pages") or {}).items()}
     failed = document.get("failed") or {}
-    chunks = document.get("chunks") or []
+    chunks = list(page_numbers(decode_pages(document.get("chunks") or encode_pages(0))))
     timeline = document.get("timeline") or {}
-    if not isinstance(failed, Mapping) or not isinstance(chunks, list) or not isinstance(timeline, Mapping):
-        raise ValueError("a status summary's failed, chunks or timeline has the wrong type")
+    if not isinstance(failed, Mapping) or not isinstance(timeline, Mapping):
+        raise ValueError("a status summary's failed or timeline has the wrong type")
     return TaskStatus(
         pages=pages,
         failed={str(page): list(value) for page, value in failed.items() if isinstance(value, list)},
-        chunks=[chunk for chunk in chunks if isinstance(chunk, int) and not isinstance(chunk, bool)],
+        chunks=chunks,
         timeline=dict(timeline),
     )
 
