@@ -38,7 +38,8 @@ def test_every_flush_publishes_a_summary_of_a_few_kilobytes_whatever_the_task_si
         flushes = run["fetch_flushes_per_task"] + run["consumer_flushes"]
         assert 0 < run["summary_bytes_written"] / flushes < 4_000
     # The big task's summaries are counted in the run's bytes, and stay far below its records'.
-    assert big["summary_bytes_written"] < (big["fetch_records_written"] + big["consumer_records_written"]) * 40
+    records = big["fetch_records_written"] + big["consumer_records_written"]
+    assert big["summary_bytes_written"] < records * 40
 
 
 def test_fetch_tasks_share_the_pace_and_the_consumer_holds_every_page() -> None:
