@@ -1,24 +1,32 @@
 """What live status costs at 100,000 pages: bytes per flush and the job API's read latency.
 
-    .venv/bin/python bench/status_read.py [--pages 100000] [--reads 10]   # needs PostgreSQL on 127.0.0.1
+    .venv/bin/python bench/status_read.py [--pages 100000] [--reads 10] [--label after]
 
-In a scratch PostgreSQL database (dropped afterwards) it migrates Airflow, serializes the project's
-DAGs and creates one running ``api_poller`` run planned as the plan task plans 100,000 pages
-(``plan_pages``/``batch_pages``: 5 mapped fetch tasks at the default concurrency of 25), with the
-plan's XComs. Then it fills the page status as the tasks write it: one ``StatusRecorder`` per fetch
-task and one for the consumer, marking each page Started -> PayloadSaved -> Enqueued (fetch) and
-SuccessfullyCompleted (consumer) with the details the tasks record, each flush an
-``XComModel.set`` of the task's whole document (what the execution API does with a task's
-``xcom_push``). At 10%, 50% and 100% of the job it flushes every task and measures:
+It needs PostgreSQL on 127.0.0.1. In a scratch database (dropped afterwards) it migrates Airflow,
+serializes the project's DAGs and creates one running ``api_poller`` run planned as the plan task
+plans 100,000 pages (``plan_pages``/``batch_pages``: 5 mapped fetch tasks at the default
+concurrency of 25), with the plan's XComs. Then it fills the page status as the tasks write it: one
+``StatusRecorder`` per fetch task and one for the consumer, marking each page Started ->
+PayloadSaved -> Enqueued (fetch) and SuccessfullyCompleted (consumer) with the details the tasks
+record, each publication written as ``adapters.status_publishing.xcom_publisher`` writes it (the
+changed chunks, then the summary; one ``XComModel.set`` each, what the execution API does with a
+task's ``xcom_push``).
 
-* bytes per flush (the JSON each task writes, and what PostgreSQL stores), and the write time;
-* the read path: ``load_job_progress`` and the ``GET /jobs/{id}`` route's function (``get_job``,
-  with the run lookup), p50/p95 over ``--reads`` calls.
+At 10%, 50% and 100% of the job, after one second of work at the run's pace, it flushes every
+task and measures:
+
+* bytes per flush (summary and chunk JSON, the number of chunks, what PostgreSQL stores), write time;
+* the read paths, p50/p95 over ``--reads`` calls, and the XCom JSON each call reads:
+  ``load_job_progress`` and the job API's ``GET /jobs/{id}``, ``/jobs``, ``/jobs/{id}/tasks``
+  (first page, offset 50,000, ``?state=Enqueued``), ``/jobs/{id}/tasks/{page_id}``,
+  ``/jobs/{id}/timeline``, through FastAPI's TestClient (a user who may read every DAG);
+* at 100%, the progress page's refresh: the list and the open job's three calls.
 
 It also replays a whole run's flush schedule (the recorder's own interval rule, at the pace of the
-10,000-page benchmark) to give the bytes written per run, and the bytes the progress page reads
-per second (it polls every 2 s). Results: ``results/status_read.md`` and ``.json``. Run it before
-and after a change of the status representation; it does not change the product.
+10,000-page benchmark) to give the bytes written per run. Results: ``results/status_read.<label>.json``
+and ``results/status_read.md``, which puts every label's run side by side. For "before", run this
+script from a worktree of the code before the change with ``--label before``: its recorder
+publishes whole documents, which the writer here stores as that code's tasks did.
 """
 
 from __future__ import annotations
@@ -31,12 +39,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request  # at module level: FastAPI resolves the override's annotation here
 from harness.config import RESULTS, ROOT
 
 sys.path[:0] = [str(ROOT / "include"), str(ROOT / "devtools")]
@@ -65,6 +75,10 @@ RUN_PACE_PAGES_PER_S = 30.0  # the 10,000-page benchmark's Airflow rate (bench/R
 PROGRESS_POLL_S = 2.0  # the progress page refreshes every 2 s while a job runs
 FLUSH_SECONDS = 1.0  # API_POLLER_STATUS_FLUSH_SECONDS' default
 URL = "http://partner.example/payload"
+DEFAULT_LIST_LIMIT = 25  # jobs_api.page: the progress page lists this many jobs
+PROGRESS_PAGE_SIZE = 50  # progress_page.html's PAGE_SIZE: pages listed per screen
+LABELS = ("before", "after")
+ENQUEUED_PATH = "GET /jobs/{id}/tasks?state=Enqueued"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,19 +87,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--pages", type=int, default=100_000)
     parser.add_argument("--reads", type=int, default=10, help="reads per measurement (p50/p95)")
-    parser.add_argument("--label", default="before", help="which state of the code this measures")
+    parser.add_argument(
+        "--label", choices=LABELS, default="after", help="which state of the code this measures"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
-        "--render-only", action="store_true", help="rewrite status_read.md from status_read.json, run nothing"
+        "--render-only",
+        action="store_true",
+        help="rewrite status_read.md from the status_read.<label>.json files, run nothing",
     )
     return parser.parse_args(argv)
 
 
 @dataclass
 class Flush:
+    """One publication of one task: its XComs' JSON bytes (a summary and the chunks that changed;
+    the earlier format: one XCom, the whole document, counted as its summary) and the write time."""
+
     task: str
-    records: int
-    json_bytes: int
+    records: int  # page records carried (in chunks; the whole document's in the earlier format)
+    json_bytes: int  # all XComs of the publication
+    summary_bytes: int
+    chunk_bytes: int
+    chunks: int
     seconds: float
 
 
@@ -154,44 +178,77 @@ def create_planned_run(run_id: str, batches: list[list[PageTask]]) -> None:
 
 
 def xcom_writer(run_id: str, task_id: str, map_index: int, flushes: list[Flush]) -> Callable[[Any], None]:
-    """A recorder's publish: the task's whole document into its page_status XCom, timed."""
+    """A recorder's publish as the task's ``xcom_publisher`` does it: each changed chunk
+    (``page_status.<chunk>``), then the summary (``page_status``), one ``XComModel.set`` each (one
+    execution-API call each in a task), timed. A recorder of the earlier format (the code before
+    the change, run with ``--label before``) publishes its whole document to ``page_status``."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    def publish(value: Any) -> None:
-        started = time.perf_counter()
+    def xcom_set(key: str, value: Any) -> int:
         with create_session() as session:
             XComModel.set(
-                names.STATUS_KEY, value, dag_id=names.POLLER_DAG_ID, task_id=task_id, run_id=run_id,
+                key, value, dag_id=names.POLLER_DAG_ID, task_id=task_id, run_id=run_id,
                 map_index=map_index, session=session,
             )  # fmt: skip
+        return len(json.dumps(value))
+
+    def publish(value: Any) -> None:
+        started = time.perf_counter()
+        if hasattr(value, "summary"):  # a core.lifecycle.Publication
+            from api_poller.core.status_document import chunk_key
+
+            chunk_bytes = sum(
+                xcom_set(chunk_key(names.STATUS_KEY, chunk), records)
+                for chunk, records in value.chunks.items()
+            )
+            summary_bytes = xcom_set(names.STATUS_KEY, value.summary)
+            records, chunks = sum(len(records) for records in value.chunks.values()), len(value.chunks)
+        else:  # the earlier format: the whole document
+            chunk_bytes, summary_bytes = 0, xcom_set(names.STATUS_KEY, value)
+            records, chunks = len(value), 0
         seconds = time.perf_counter() - started
         label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-        flushes.append(Flush(label, len(value), len(json.dumps(value)), seconds))
+        flushes.append(
+            Flush(
+                label,
+                records,
+                summary_bytes + chunk_bytes,
+                summary_bytes,
+                chunk_bytes,
+                chunks,
+                round(seconds, 4),
+            )
+        )
 
     return publish
 
 
-def stored_bytes(run_id: str) -> dict[str, int]:
-    """What PostgreSQL holds for each task's page_status XCom (after TOAST compression)."""
+def stored_bytes(run_id: str) -> dict[str, dict[str, int]]:
+    """What PostgreSQL holds for each task's status XComs (after TOAST compression): its summary
+    (the whole document, in the earlier format) and its detail chunks."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
-    from sqlalchemy import func, select
+    from sqlalchemy import func, or_, select
 
-    query = select(XComModel.task_id, XComModel.map_index, func.pg_column_size(XComModel.value)).where(
-        XComModel.run_id == run_id, XComModel.key == names.STATUS_KEY
+    query = select(
+        XComModel.task_id, XComModel.map_index, XComModel.key, func.pg_column_size(XComModel.value)
+    ).where(
+        XComModel.run_id == run_id,
+        or_(XComModel.key == names.STATUS_KEY, XComModel.key.startswith(f"{names.STATUS_KEY}.")),
     )
+    stored: dict[str, dict[str, int]] = {}
     with create_session() as session:
-        return {
-            (task if index < 0 else f"{task}[{index}]"): int(size)
-            for task, index, size in session.execute(query)
-        }
+        for task, index, key, size in session.execute(query):
+            sizes = stored.setdefault(task if index < 0 else f"{task}[{index}]", {"summary": 0, "chunks": 0})
+            sizes["summary" if key == names.STATUS_KEY else "chunks"] += int(size)
+    return stored
 
 
 # -- filling and reading ----------------------------------------------------------------------
 
 
-def fetch_marks(recorder: StatusRecorder, run_id: str, pages: list[PageTask]) -> None:
+def fetch_marks(recorder: StatusRecorder, run_id: str, pages: Sequence[PageTask]) -> None:
     for page in pages:
         recorder.mark(page.page_id, PageState.STARTED)
         recorder.mark(
@@ -200,7 +257,7 @@ def fetch_marks(recorder: StatusRecorder, run_id: str, pages: list[PageTask]) ->
         recorder.mark(page.page_id, PageState.ENQUEUED, message_id=str(uuid.uuid4()))
 
 
-def consumer_marks(recorder: StatusRecorder, run_id: str, pages: list[PageTask]) -> None:
+def consumer_marks(recorder: StatusRecorder, run_id: str, pages: Sequence[PageTask]) -> None:
     for page in pages:
         recorder.mark(
             page.page_id, PageState.SUCCESSFULLY_COMPLETED,
@@ -217,29 +274,141 @@ def timed(call: Callable[[], Any], reads: int) -> dict[str, float]:
     return latency_summary(seconds)
 
 
-def read_paths(run_id: str, reads: int) -> dict[str, dict[str, float]]:
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
+@contextmanager
+def counting_xcom_reads() -> Iterator[list[int]]:
+    """The JSON bytes of every XCom value the read path deserializes (each reader goes through
+    ``XComModel.deserialize_value``), for one untimed call: counting costs time of its own."""
+    from airflow.models.xcom import XComModel
 
-    from api_poller.adapters.progress import load_job_progress
-    from api_poller.jobs_api.routes import get_job
+    counted: list[int] = []
+    original = XComModel.__dict__["deserialize_value"]
+
+    def counting(result: Any) -> Any:
+        value = original.__func__(result)
+        counted.append(len(json.dumps(value, default=str)))
+        return value
+
+    XComModel.deserialize_value = staticmethod(counting)  # type: ignore[method-assign]
+    try:
+        yield counted
+    finally:
+        XComModel.deserialize_value = original  # type: ignore[method-assign]
+
+
+def job_api_client() -> Any:
+    """The job API app as the api-server mounts it, through FastAPI's TestClient (routes,
+    dependencies, JSON responses), with a user who may read every DAG: what
+    ``tests/unit/jobs_api/conftest.py`` does, minus the permission checks' bookkeeping."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
+    from api_poller.jobs_api import dependencies
+    from api_poller.jobs_api.app import create_app
     from api_poller.settings import load_settings
 
+    user = SimpleAuthManagerUser(username="status_read", role="admin")
     settings = load_settings()
 
-    def job_detail() -> Any:
-        with create_session() as session:
-            run = session.scalars(select(DagRun).where(DagRun.run_id == run_id)).one()
-            return get_job(run, session, settings)
+    class ReadsEverything(dependencies.DagAccess):
+        def require(self, method: Any, entity: Any, dag_id: str) -> None:
+            return None
+
+        def readable_dag_ids(self) -> set[str]:
+            from airflow.models.dag import DagModel
+            from airflow.utils.session import create_session
+            from sqlalchemy import select
+
+            with create_session() as session:
+                return set(session.scalars(select(DagModel.dag_id)))
+
+    def reads_everything(request: Request) -> dependencies.DagAccess:
+        return ReadsEverything(request, user)
+
+    app = create_app()
+    app.dependency_overrides.update(
+        {
+            dependencies.get_dag_access: reads_everything,
+            get_user: lambda: user,
+            dependencies.optional_user: lambda: user,
+            dependencies.get_settings: lambda: settings,
+        }
+    )
+    return TestClient(app, headers={"Authorization": "Bearer status-read"})
+
+
+def read_paths(client: Any, run_id: str, middle_page: str) -> dict[str, Callable[[], Any]]:
+    """Each read path by its URL: a call that fails on anything but 200."""
+    from api_poller.adapters.progress import load_job_progress
+
+    job = f"/jobs/{run_id}"
+
+    def get(url: str) -> Callable[[], Any]:
+        def call() -> Any:
+            response = client.get(url)
+            if response.status_code != 200:
+                raise SystemExit(
+                    f"status_read: GET {url} answered {response.status_code}: {response.text[:300]}"
+                )
+            return response.json()
+
+        return call
 
     return {
-        "load_job_progress": timed(lambda: load_job_progress(names.POLLER_DAG_ID, run_id), reads),
-        "GET /jobs/{id} (get_job)": timed(job_detail, reads),
+        "load_job_progress": lambda: load_job_progress(names.POLLER_DAG_ID, run_id),
+        "GET /jobs/{id}": get(job),
+        "GET /jobs (list)": get("/jobs"),
+        "GET /jobs/{id}/tasks": get(f"{job}/tasks"),
+        "GET /jobs/{id}/tasks?offset=50000": get(f"{job}/tasks?offset=50000"),
+        ENQUEUED_PATH: get(f"{job}/tasks?state=Enqueued"),
+        "GET /jobs/{id}/tasks/{page_id}": get(f"{job}/tasks/{middle_page}"),
+        "GET /jobs/{id}/timeline": get(f"{job}/timeline"),
     }
 
 
+def measure_reads(paths: dict[str, Callable[[], Any]], reads: int) -> dict[str, dict[str, Any]]:
+    measured: dict[str, dict[str, Any]] = {}
+    for name, call in paths.items():
+        with counting_xcom_reads() as counted:
+            answer = call()
+        measured[name] = {
+            **timed(call, reads),
+            "xcom_bytes_read": sum(counted),
+            "xcom_values_read": len(counted),
+        }
+        if isinstance(answer, dict) and "Matching" in answer:
+            measured[name]["matching"] = answer["Matching"]
+    return measured
+
+
+def progress_page_poll(client: Any, run_id: str, reads: int) -> dict[str, Any]:
+    """The progress page's data calls for one refresh with the job open, as its script makes them:
+    the job list, then the job, then its timeline and first 50 pages (the page sends the last two
+    together; here they run one after the other, so this is an upper bound)."""
+    dag = f"dag_id={names.POLLER_DAG_ID}"
+    urls = [
+        f"/jobs?limit={DEFAULT_LIST_LIMIT}",
+        f"/jobs/{run_id}?{dag}",
+        f"/jobs/{run_id}/timeline?{dag}",
+        f"/jobs/{run_id}/tasks?{dag}&offset=0&limit={PROGRESS_PAGE_SIZE}",
+    ]
+
+    def refresh() -> None:
+        for url in urls:
+            response = client.get(url)
+            if response.status_code != 200:
+                raise SystemExit(
+                    f"status_read: GET {url} answered {response.status_code}: {response.text[:300]}"
+                )
+
+    with counting_xcom_reads() as counted:
+        refresh()
+    return {"urls": urls, **timed(refresh, reads), "xcom_bytes_read": sum(counted)}
+
+
 def fill_and_measure(run_id: str, batches: list[list[PageTask]], reads: int) -> list[dict[str, Any]]:
+    """Fill the status up to each checkpoint (one catch-up flush per task), then one second of a
+    running job's work at the run's pace and its flush (the one the table reports), then read."""
     clock = FakeClock()
     flushes: list[Flush] = []
     fetchers = [
@@ -248,32 +417,50 @@ def fill_and_measure(run_id: str, batches: list[list[PageTask]], reads: int) -> 
     ]
     consumer = StatusRecorder(xcom_writer(run_id, names.CONSUME_TASK_ID, -1, flushes), FLUSH_SECONDS, clock)
     every_page = [page for batch in batches for page in batch]
+    fetch_second = max(1, round(RUN_PACE_PAGES_PER_S / len(batches)))  # pages per fetch task per second
+    consumer_second = round(RUN_PACE_PAGES_PER_S)
+    client = job_api_client()
+    paths = read_paths(client, run_id, every_page[len(every_page) // 2].page_id)
     fetched = [0] * len(batches)  # pages marked so far, per fetch task
     consumed = 0
     checkpoints = []
     for fraction in CHECKPOINTS:
-        for index, (recorder, batch) in enumerate(zip(fetchers, batches, strict=True)):
-            upto = round(len(batch) * fraction)
-            fetch_marks(recorder, run_id, batch[fetched[index] : upto])
-            fetched[index] = upto
+        uptos = [round(len(batch) * fraction) for batch in batches]
         upto = round(len(every_page) * fraction)
-        consumer_marks(consumer, run_id, every_page[consumed:upto])
+        for index, (recorder, batch) in enumerate(zip(fetchers, batches, strict=True)):
+            fetch_marks(recorder, run_id, batch[fetched[index] : uptos[index] - fetch_second])
+        consumer_marks(consumer, run_id, every_page[consumed : upto - consumer_second])
+        first = len(flushes)
+        for recorder in [*fetchers, consumer]:
+            recorder.flush()
+        catch_up = flushes[first:]
+        # One second of the running job: each task's next pages, then its timed flush.
+        for index, (recorder, batch) in enumerate(zip(fetchers, batches, strict=True)):
+            fetch_marks(recorder, run_id, batch[uptos[index] - fetch_second : uptos[index]])
+            fetched[index] = uptos[index]
+        consumer_marks(consumer, run_id, every_page[upto - consumer_second : upto])
         consumed = upto
+        clock.now += FLUSH_SECONDS
         first = len(flushes)
         for recorder in [*fetchers, consumer]:
             recorder.flush()
         written = flushes[first:]
-        log(f"{fraction:.0%} of the job: {sum(f.json_bytes for f in written) / 1e6:.1f} MB flushed; reading")
-        checkpoints.append(
-            {
-                "fraction": fraction,
-                "pages_completed": upto,
-                "flushes": [asdict(flush) for flush in written],
-                "stored_bytes": stored_bytes(run_id),
-                "reads": read_paths(run_id, reads),
-            }
+        log(
+            f"{fraction:.0%} of the job: {sum(f.json_bytes for f in written) / 1e6:.2f} MB "
+            "in a second's flushes; reading"
         )
-        clock.now += 3600  # the next checkpoint's first mark may flush, as a task's would
+        point: dict[str, Any] = {
+            "fraction": fraction,
+            "pages_completed": upto,
+            "flushes": [asdict(flush) for flush in written],
+            "catch_up_flushes": [asdict(flush) for flush in catch_up],
+            "stored_bytes": stored_bytes(run_id),
+            "reads": measure_reads(paths, reads),
+        }
+        if fraction == CHECKPOINTS[-1]:
+            log("the progress page's refresh")
+            point["progress_page"] = progress_page_poll(client, run_id, reads)
+        checkpoints.append(point)
     return checkpoints
 
 
@@ -281,71 +468,164 @@ def fill_and_measure(run_id: str, batches: list[list[PageTask]], reads: int) -> 
 
 
 def bytes_per_record(flushes: list[dict[str, Any]], consumer: bool) -> float:
+    """JSON bytes of a page record as published (chunks; the whole document before)."""
     chosen = [f for f in flushes if (f["task"] == names.CONSUME_TASK_ID) == consumer and f["records"]]
-    return float(sum(f["json_bytes"] for f in chosen) / sum(f["records"] for f in chosen))
+    record_bytes = sum(f.get("chunk_bytes") or f["json_bytes"] for f in chosen)
+    return float(record_bytes / sum(f["records"] for f in chosen))
 
 
-def markdown(report: dict[str, Any]) -> str:
-    last = report["checkpoints"][-1]
-    fetch_rate, consumer_rate = (
-        bytes_per_record(last["flushes"], False),
-        bytes_per_record(last["flushes"], True),
-    )
-    run = report["whole_run"]
-    written_mb = (
-        run["fetch_records_written"] * fetch_rate + run["consumer_records_written"] * consumer_rate
-    ) / 1e6
-    document_mb = sum(f["json_bytes"] for f in last["flushes"]) / 1e6
+def run_written_mb(report: dict[str, Any]) -> float:
+    """The status JSON a whole run writes: the replay's records at the bytes a record takes in
+    the 100% flushes, plus the summaries the replay published (none in the earlier format)."""
+    run, last = report["whole_run"], report["checkpoints"][-1]["flushes"]
+    records = run["fetch_records_written"] * bytes_per_record(last, False)
+    records += run["consumer_records_written"] * bytes_per_record(last, True)
+    return (records + run.get("summary_bytes_written", 0)) / 1e6
+
+
+def shown(task: str) -> bool:
+    """The fetch tasks are alike: fetch_pages[0] stands for all."""
+    return not task.startswith(names.FETCH_TASK) or task.endswith("[0]")
+
+
+def mb(count: float) -> str:
+    return f"{count / 1e6:,.2f} MB" if count >= 100_000 else f"{count / 1e3:,.1f} kB"
+
+
+def markdown(reports: dict[str, dict[str, Any]]) -> str:
+    labels = [label for label in LABELS if label in reports]
+    first = reports[labels[0]]
     out = [
-        f"# Status at {report['pages']:,} pages: {report['label']} ({report['taken_at']})",
+        f"# Live status at {first['pages']:,} pages: {' and '.join(labels)}, side by side",
         "",
-        f"On {report['cores']} cores, load average {report['load_average']['start']} "
-        f"at the start, {report['load_average']['end']} at the end (1, 5, 15 min: the "
-        "machine is shared, and latencies grow with its load).",
+        f"Generated by `bench/status_read.py` (one run per state of the code, one after the other in "
+        f"one session; `--render-only` rewrites this file from `status_read.<label>.json`). Scratch "
+        f"PostgreSQL, Airflow {first['airflow']}; one running `api_poller` run planned for "
+        f"{first['pages']:,} pages in {first['fetch_tasks']} fetch tasks plus the consumer; page statuses "
+        "written as real XCom rows the way each state of the code's tasks write them (after: the changed "
+        "`page_status.<chunk>` XComs, then the `page_status` summary; before: the task's whole document "
+        "in `page_status`), one `XComModel.set` per XCom. Reads go through the job API app with FastAPI's "
+        "TestClient (routes, dependencies and JSON responses as the api-server serves them; a user who "
+        "may read every DAG). Latencies: p50 and p95 of each run's calls per path (below).",
         "",
-        f"Scratch PostgreSQL, Airflow {report['airflow']}; one running `api_poller` run planned for "
-        f"{report['pages']:,} pages in {report['fetch_tasks']} fetch tasks; page statuses written as real "
-        "`page_status` XCom rows by the tasks' `StatusRecorder` (`XComModel.set` of each task's whole "
-        f"document). Reads: p50/p95 of {report['reads']} calls (p95: call {p95_index(report['reads']) + 1} "
-        f"of {report['reads']} by time). Generated by `bench/status_read.py`.",
+        "**The machine is shared** (2 cores with the lead and other helpers): load average (1, 5, 15 min)",
         "",
-        "| job done | task | records in its document | JSON bytes per flush | stored bytes | write s |",
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    for point in report["checkpoints"]:
-        for flush in point["flushes"]:
-            if flush["task"].startswith(names.FETCH_TASK) and not flush["task"].endswith("[0]"):
-                continue  # the fetch tasks are alike: one stands for all
+    for label in labels:
+        report = reports[label]
+        out.append(
+            f"- {label} (code at `{report.get('commit', '?')}`, {report['taken_at']}): "
+            f"{report['load_average']['start']} at the start, {report['load_average']['end']} at the end, "
+            f"on {report['cores']} cores; {report['reads']} calls per read path (p95: call "
+            f"{p95_index(report['reads']) + 1} of {report['reads']} by time)."
+        )
+    out += [
+        "",
+        "## Bytes per flush",
+        "",
+        f"At each point the tasks first catch up (one flush each, in the json as `catch_up_flushes`), then "
+        f"do one second of a running job's work at {RUN_PACE_PAGES_PER_S:g} pages/s "
+        f"({RUN_PACE_PAGES_PER_S / first['fetch_tasks']:g} pages per fetch task, "
+        f"{RUN_PACE_PAGES_PER_S:g} for the consumer) and flush: that flush is the one below.",
+        "",
+        "| job done | task | code | records | summary JSON | chunks | chunk JSON | bytes per flush | stored "
+        "(summary + chunks) | write s |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for position, point in enumerate(first["checkpoints"]):
+        for task in [f["task"] for f in point["flushes"] if shown(f["task"])]:
+            for label in labels:
+                other = reports[label]["checkpoints"][position]
+                [flush] = [f for f in other["flushes"] if f["task"] == task]
+                stored = other["stored_bytes"].get(task, {"summary": 0, "chunks": 0})
+                out.append(
+                    f"| {point['fraction']:.0%} | {task} | {label} | {flush['records']:,} | "
+                    f"{flush['summary_bytes']:,} | {flush['chunks']} | {flush['chunk_bytes']:,} | "
+                    f"**{mb(flush['json_bytes'])}** | {stored['summary']:,} + {stored['chunks']:,} | "
+                    f"{flush['seconds']:.3f} |"
+                )
+    out += [
+        "",
+        "Before, the summary column is the whole document (its only XCom).",
+        "",
+        "## Read latency",
+        "",
+        "XCom read: the JSON of every XCom value the call deserialized (counted on one extra, untimed call).",
+        "",
+        "| job done | read path | "
+        + " | ".join(f"{label} p50 s | {label} p95 s | {label} XCom read" for label in labels)
+        + " |",
+        "| ---: | --- |" + " ---: | ---: | ---: |" * len(labels),
+    ]
+    for position, point in enumerate(first["checkpoints"]):
+        for path in point["reads"]:
+            cells = []
+            for label in labels:
+                numbers = reports[label]["checkpoints"][position]["reads"].get(path)
+                cells.append(
+                    "- | - | -"
+                    if numbers is None
+                    else f"{numbers['p50_s']} | **{numbers['p95_s']}** | {mb(numbers['xcom_bytes_read'])}"
+                )
+            out.append(f"| {point['fraction']:.0%} | {path} | {' | '.join(cells)} |")
+    out += [
+        "",
+        "`?state=Enqueued` matches the pages enqueued and not yet completed "
+        + ", ".join(
+            f"{point['fraction']:.0%}: {point['reads'].get(ENQUEUED_PATH, {}).get('matching', '?'):,}"
+            for point in first["checkpoints"]
+        )
+        + " (none at 100%: every page completed).",
+        "",
+        "## The progress page at 100%",
+        "",
+        f"One refresh with the job open, the calls its script makes every {PROGRESS_POLL_S:g} s: "
+        + ", ".join(f"`{url}`" for url in first["checkpoints"][-1].get("progress_page", {}).get("urls", []))
+        + " (the page sends the last two together; here one after the other).",
+        "",
+        "| code | refresh p50 s | refresh p95 s | XCom JSON read per refresh | per second, polling every "
+        f"{PROGRESS_POLL_S:g} s |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label in labels:
+        page = reports[label]["checkpoints"][-1].get("progress_page")
+        if page:
             out.append(
-                f"| {point['fraction']:.0%} | {flush['task']} | {flush['records']:,} | "
-                f"{flush['json_bytes']:,} | {point['stored_bytes'].get(flush['task'], 0):,} | "
-                f"{flush['seconds']:.3f} |"
+                f"| {label} | {page['p50_s']} | **{page['p95_s']}** | {mb(page['xcom_bytes_read'])} | "
+                f"{mb(page['xcom_bytes_read'] / PROGRESS_POLL_S)}/s |"
             )
     out += [
         "",
-        "| job done | read path | p50 s | p95 s | max s |",
-        "| ---: | --- | ---: | ---: | ---: |",
-    ]
-    for point in report["checkpoints"]:
-        for path, numbers in point["reads"].items():
-            out.append(
-                f"| {point['fraction']:.0%} | {path} | {numbers['p50_s']} | {numbers['p95_s']} | "
-                f"{numbers['max_s']} |"
-            )
-    out += [
+        "## A whole run",
         "",
-        f"A whole run at {RUN_PACE_PAGES_PER_S:g} pages/s ({run['seconds']:,} s), by the recorders' "
-        "flush rule "
-        f"(every {FLUSH_SECONDS:g} s, or records/2000 s when longer): each fetch task flushes "
-        f"{run['fetch_flushes_per_task']:,} times and the consumer {run['consumer_flushes']:,} times, "
-        f"writing about **{written_mb:,.0f} MB** of status JSON in all "
-        f"({fetch_rate:.0f} bytes a fetch record, {consumer_rate:.0f} a consumer record). "
-        f"At the end every read loads all {len(last['flushes'])} documents, **{document_mb:.1f} MB** of "
-        f"JSON; the progress page, polling every {PROGRESS_POLL_S:g} s, reads "
-        f"{document_mb / PROGRESS_POLL_S:.1f} MB/s per open page.",
+        f"The flush schedule of a whole run replayed with the product's `StatusRecorder` (flush every "
+        f"{FLUSH_SECONDS:g} s) at {RUN_PACE_PAGES_PER_S:g} pages/s, each record at the bytes it takes in "
+        "the 100% flushes above (after: plus every summary the replay published).",
         "",
+        "| code | run s | flushes per fetch task | consumer flushes | records written | status JSON "
+        "written |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    for label in labels:
+        run = reports[label]["whole_run"]
+        records = run["fetch_records_written"] + run["consumer_records_written"]
+        out.append(
+            f"| {label} | {run['seconds']:,} | {run['fetch_flushes_per_task']:,} | "
+            f"{run['consumer_flushes']:,} | {records:,} | **{run_written_mb(reports[label]):,.0f} MB** |"
+        )
+    out.append("")
     return "\n".join(out)
+
+
+def read_reports(out: Path) -> dict[str, dict[str, Any]]:
+    found = {label: out / f"status_read.{label}.json" for label in LABELS}
+    return {label: json.loads(path.read_text()) for label, path in found.items() if path.exists()}
+
+
+def code_commit() -> str:
+    """The commit of the code measured (the worktree this script runs in)."""
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -362,6 +642,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     log("replaying a whole run's flush schedule")
     return {
         "label": args.label,
+        "commit": code_commit(),
         "taken_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "airflow": airflow.__version__,
         "pages": args.pages,
@@ -376,33 +657,39 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.render_only:
-        report = json.loads((args.out / "status_read.json").read_text())
-        (args.out / "status_read.md").write_text(markdown(report))
-        return 0
-    if not postgres_reachable():
-        print("status_read: needs PostgreSQL on 127.0.0.1:5432 (user postgres), as the integration tests do",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    with (
-        scratch_postgres_database("api_poller_status_read") as database_url,
-        tempfile.TemporaryDirectory(prefix="status-read-airflow-") as home,
-    ):
-        os.environ.update(
-            airflow_environment(
-                Path(home),
-                {
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
-                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-                },
+    if not args.render_only:
+        if not postgres_reachable():
+            print(
+                "status_read: needs PostgreSQL on 127.0.0.1:5432 (user postgres), as the integration "
+                "tests do",
+                file=sys.stderr,
             )
-        )
-        log("migrating a scratch Airflow database")
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-        report = measure(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "status_read.json").write_text(json.dumps(report, indent=1) + "\n")
-    table = markdown(report)
+            return 2
+        with (
+            scratch_postgres_database("api_poller_status_read") as database_url,
+            tempfile.TemporaryDirectory(prefix="status-read-airflow-") as home,
+        ):
+            os.environ.update(
+                airflow_environment(
+                    Path(home),
+                    {
+                        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+                        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+                    },
+                )
+            )
+            log("migrating a scratch Airflow database")
+            subprocess.run(
+                [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True
+            )
+            report = measure(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"status_read.{args.label}.json").write_text(json.dumps(report, indent=1) + "\n")
+    reports = read_reports(args.out)
+    if not reports:
+        print(f"status_read: no status_read.<label>.json in {args.out}", file=sys.stderr)
+        return 2
+    table = markdown(reports)
     (args.out / "status_read.md").write_text(table)
     print(table)
     return 0

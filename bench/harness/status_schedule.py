@@ -4,6 +4,7 @@ benchmark moves."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,14 +43,18 @@ def whole_run_flushes(
     """The flushes of a whole run by the recorders' own rule (every ``flush_seconds``), pages done
     at ``pace`` a second spread evenly over the fetch tasks, the consumer completing each page as it
     is enqueued: how many publications each task makes and how many page records they carry in all
-    (a publication carries the chunks of records that changed, ``core.status_document``)."""
+    (a publication carries the chunks of records that changed, ``core.status_document``), and the
+    JSON bytes of the summaries they publish (small, whatever the job's size)."""
     clock = FakeClock()
     sizes: dict[str, list[int]] = {}
+    summary_bytes = [0]
 
     def counting(task: str) -> Callable[[Any], None]:
-        return lambda publication: sizes.setdefault(task, []).append(
-            sum(len(records) for records in publication.chunks.values())
-        )
+        def count(publication: Any) -> None:
+            sizes.setdefault(task, []).append(sum(len(records) for records in publication.chunks.values()))
+            summary_bytes[0] += len(json.dumps(publication.summary))
+
+        return count
 
     fetchers = [StatusRecorder(counting(f"fetch[{i}]"), flush_seconds, clock) for i in range(len(batches))]
     consumer = StatusRecorder(counting("consumer"), flush_seconds, clock)
@@ -71,4 +76,5 @@ def whole_run_flushes(
         "fetch_records_written": sum(sum(flushes) for flushes in fetch_sizes),
         "consumer_flushes": len(sizes["consumer"]),
         "consumer_records_written": sum(sizes["consumer"]),
+        "summary_bytes_written": summary_bytes[0],
     }

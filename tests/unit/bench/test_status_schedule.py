@@ -30,6 +30,18 @@ def test_a_big_task_flushes_every_second_but_only_the_chunks_that_changed() -> N
     assert run["fetch_records_written"] < 3 * 20_000
 
 
+def test_every_flush_publishes_a_summary_of_a_few_kilobytes_whatever_the_task_size() -> None:
+    small = whole_run_flushes([pages(0, 10)], pace=1.0, flush_seconds=1.0)
+    big = whole_run_flushes([pages(0, 20_000)], pace=100.0, flush_seconds=1.0)
+
+    for run in (small, big):
+        flushes = run["fetch_flushes_per_task"] + run["consumer_flushes"]
+        assert 0 < run["summary_bytes_written"] / flushes < 4_000
+    # The big task's summaries are counted in the run's bytes, and stay far below its records'.
+    records = big["fetch_records_written"] + big["consumer_records_written"]
+    assert big["summary_bytes_written"] < records * 40
+
+
 def test_fetch_tasks_share_the_pace_and_the_consumer_holds_every_page() -> None:
     run = whole_run_flushes([pages(0, 50), pages(50, 50)], pace=2.0, flush_seconds=1.0)
 
