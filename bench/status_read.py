@@ -4,7 +4,7 @@
 
 It needs PostgreSQL on 127.0.0.1. In a scratch database (dropped afterwards) it migrates Airflow,
 serializes the project's DAGs and creates one running ``api_poller`` run planned as the plan task
-plans 100,000 pages (``plan_pages``/``batch_pages``: 5 mapped fetch tasks at the default
+plans 100,000 pages (the page ranges of ``plan_batches``: 5 mapped fetch tasks at the default
 concurrency of 25), with the plan's XComs. Then it fills the page status as the tasks write it: one
 ``StatusRecorder`` per fetch task and one for the consumer, marking each page Started ->
 PayloadSaved -> Enqueued (fetch) and SuccessfullyCompleted (consumer) with the details the tasks
@@ -64,6 +64,7 @@ from api_poller.core.planning import (  # noqa: E402
     PageTask,
     batch_pages,
     choose_fetch_tasks,
+    plan_batches,
     plan_pages,
     share_concurrency,
 )
@@ -149,9 +150,19 @@ def create_planned_run(run_id: str, batches: list[list[PageTask]]) -> None:
     total = sum(len(batch) for batch in batches)
     job = {"job_id": run_id, "url": URL, "total_records": total * PAGE_SIZE, "page_size": PAGE_SIZE,
            "total_pages": total}  # fmt: skip
+    # What the plan task returns since its batches are page ranges (``pipeline.plan``); the "before"
+    # run is made with the earlier code's own copy of this script (one dict a page), see README.
+    ranges = plan_batches(
+        ApiMetadata(total_records=total * PAGE_SIZE, max_records_per_page=PAGE_SIZE), PAGE_SIZE, len(batches)
+    )
+    shares = share_concurrency(CONCURRENCY, len(batches))
     plan = [
-        {"batch": [page.to_dict() for page in batch], "url": URL, "concurrency_per_task": share}
-        for batch, share in zip(batches, share_concurrency(CONCURRENCY, len(batches)), strict=True)
+        {
+            "batch": ranged.to_dict(),
+            "url": URL,
+            "concurrency_per_task": share,
+        }
+        for ranged, share in zip(ranges, shares, strict=True)
     ]
     with create_session() as session:
         dag = SerializedDagModel.get_dag(dag_id, session=session)
