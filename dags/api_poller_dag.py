@@ -21,6 +21,7 @@ from api_poller.adapters.task_support import (
     fail_plan,
     failing_the_run_when_incomplete,
     prepare_resources,
+    s3_client,
     status_recorder,
 )
 from api_poller.core.job_request import dag_params
@@ -103,7 +104,7 @@ def api_poller() -> None:
         statuses; fail the run if records are missing."""
         from api_poller.pipeline.report import report_job
 
-        s3, _ = aws_clients(settings)
+        s3 = s3_client(settings)
         with failing_the_run_when_incomplete():
             return report_job(settings, get_current_context()["ti"], s3)
 

@@ -39,6 +39,7 @@ from api_poller.adapters.task_support import (
     fail_plan,
     failing_the_run_when_incomplete,
     prepare_resources,
+    s3_client,
     status_recorder,
 )
 from api_poller.core.errors import SourceError
@@ -185,7 +186,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
             connection = source_connection(spec)
             watermark = None
             if spec.incremental is not None:
-                s3, _ = aws_clients(settings)
+                s3 = s3_client(settings)
                 stored = read_watermark(s3, settings.processed_bucket, spec.name)
                 watermark = stored.value if stored is not None else None
             job = plan_source_job(
@@ -241,7 +242,7 @@ def _wire_tasks(spec: SourceSpec, settings: PollerSettings) -> None:
         of an incremental source if the job is complete; fail the run if it is not."""
         from api_poller.pipeline.report import report_source_job
 
-        s3, _ = aws_clients(settings)
+        s3 = s3_client(settings)
         with failing_the_run_when_incomplete():
             return report_source_job(settings, spec, get_current_context()["ti"], s3)
 
@@ -283,7 +284,7 @@ def _publish_task(spec: SourceSpec, settings: PollerSettings) -> Any:
         context = get_current_context()
         dag_run = context["dag_run"]
         job_id, dt = context["run_id"], snapshot_date(dag_run.logical_date or dag_run.run_after)
-        s3, _ = aws_clients(settings)
+        s3 = s3_client(settings)
         try:
             outcome = publish_source_snapshot(
                 settings, spec, s3, job_id=job_id, dt=dt,

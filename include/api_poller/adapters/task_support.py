@@ -23,12 +23,19 @@ if TYPE_CHECKING:
     from api_poller.core.lifecycle import StatusRecorder
 
 
-def aws_clients(settings: PollerSettings) -> tuple[S3Client, SqsClient]:
-    """S3 and SQS clients of the deployment's AWS connection (inside a task)."""
+def s3_client(settings: PollerSettings) -> S3Client:
+    """An S3 client of the deployment's AWS connection (inside a task)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+
+
+def aws_clients(settings: PollerSettings) -> tuple[S3Client, SqsClient]:
+    """S3 and SQS clients of the deployment's AWS connection (inside a task). A step that needs S3
+    only takes ``s3_client``: each hook builds its own session and client, which costs a task CPU."""
     from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
-    return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn(), SqsHook(aws_conn_id=settings.aws_conn_id).conn
+    return s3_client(settings), SqsHook(aws_conn_id=settings.aws_conn_id).conn
 
 
 def status_recorder(settings: PollerSettings, s3: S3Client) -> StatusRecorder:
