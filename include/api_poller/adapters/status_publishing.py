@@ -86,11 +86,23 @@ class BackgroundPublisher:
                     self._changed.notify_all()
 
 
+def supervisor_comms_are_thread_safe() -> bool:
+    """Whether this task may talk to Airflow from a second thread: a task process's channel to its
+    supervisor (``CommsDecoder``) is a socket guarded by a lock; ``dag.test`` (``airflow dags
+    test``) runs tasks inside its own process with in-process comms that swap a module global on
+    every request, which a second thread would see half-done."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import CommsDecoder
+
+    return isinstance(getattr(task_runner, "SUPERVISOR_COMMS", None), CommsDecoder)
+
+
 def checkpointed_recorder(
     ti: RuntimeTaskInstanceProtocol, s3_client: S3Client, raw_bucket: str, interval: float
 ) -> StatusRecorder:
     """A recorder publishing to the task instance's status XComs and its checkpoint, on a thread
-    of its own (``BackgroundPublisher``; its forced flushes wait for it).
+    of its own (``BackgroundPublisher``; its forced flushes wait for it) where Airflow's comms
+    allow it, else inline.
 
     A try that finds a checkpoint (an earlier try of this task instance published) starts from
     it and republishes it at once, so the job's progress does not fall back while it redoes work.
@@ -104,8 +116,11 @@ def checkpointed_recorder(
         to_xcom(publication)
         checkpoint.write(publication)  # after the XCom: a floor never ahead of what was published
 
-    publisher = BackgroundPublisher(publish)
-    recorder = StatusRecorder(publisher, interval, floor=floor, drain=publisher.drain)
+    if supervisor_comms_are_thread_safe():
+        publisher = BackgroundPublisher(publish)
+        recorder = StatusRecorder(publisher, interval, floor=floor, drain=publisher.drain)
+    else:
+        recorder = StatusRecorder(publish, interval, floor=floor)
     if floor:
         log.info("republishing %d page statuses of an earlier try of this task", len(floor))
         recorder.flush()

@@ -62,3 +62,20 @@ def test_an_error_of_the_publisher_fails_the_task_at_its_next_step() -> None:
     recorder.mark("page-000001", PageState.STARTED)
     with pytest.raises(RuntimeError, match="could not be pushed"):
         recorder.flush()
+
+
+def test_statuses_go_off_thread_only_over_a_task_process_s_own_comms(monkeypatch) -> None:
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import CommsDecoder
+    from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+
+    from api_poller.adapters.status_publishing import supervisor_comms_are_thread_safe
+
+    monkeypatch.delattr(task_runner, "SUPERVISOR_COMMS", raising=False)
+    assert not supervisor_comms_are_thread_safe()  # not in a task at all
+    monkeypatch.setattr(
+        task_runner, "SUPERVISOR_COMMS", object.__new__(InProcessSupervisorComms), raising=False
+    )
+    assert not supervisor_comms_are_thread_safe()  # dag.test: a global swapped per request
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", object.__new__(CommsDecoder), raising=False)
+    assert supervisor_comms_are_thread_safe()  # a task process: a socket behind a lock
