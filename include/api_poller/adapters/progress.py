@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from api_poller import names
@@ -106,20 +107,33 @@ class Checkpoints:
         return self._checkpoint(task_instance).read_chunks(chunks)
 
 
-def _job_summaries(
+@dataclass(frozen=True)
+class JobSummaries:
+    """Every task instance's summary of a run (published, else checkpointed), read once: the job's
+    status is merged from them, and a page's records are found through them."""
+
+    summaries: dict[TaskInstanceId, TaskStatus]
+    checkpointed: set[TaskInstanceId]  # those read from their S3 checkpoint
+    checkpoints: Checkpoints
+
+    def status(self) -> JobStatus:
+        return JobStatus.merge(self.summaries.values())
+
+
+def load_job_summaries(
     dag_id: str,
     run_id: str,
     session: Session,
-    checkpoints: Checkpoints | None,
-    published: Mapping[TaskInstanceId, TaskStatus] | None,
-) -> tuple[dict[TaskInstanceId, TaskStatus], set[TaskInstanceId], Checkpoints]:
-    """Every task instance's summary (published, else checkpointed), which came from checkpoints."""
+    checkpoints: Checkpoints | None = None,
+    published: Mapping[TaskInstanceId, TaskStatus] | None = None,
+) -> JobSummaries:
+    """The run's summaries (``published``, if the caller has read them already)."""
     summaries = dict(published if published is not None else load_published_statuses(dag_id, run_id, session))
     checkpoints = checkpoints or Checkpoints(run_id)
     missing = _retried_without_statuses(dag_id, run_id, session, summaries)
     from_checkpoints = checkpoints.summaries(missing) if missing else {}
     summaries.update(from_checkpoints)
-    return summaries, set(from_checkpoints), checkpoints
+    return JobSummaries(summaries, set(from_checkpoints), checkpoints)
 
 
 def load_job_status(
@@ -130,8 +144,7 @@ def load_job_status(
     published: Mapping[TaskInstanceId, TaskStatus] | None = None,
 ) -> JobStatus:
     """Every page's state in the run, merged from the task instances' summaries."""
-    summaries, _, _ = _job_summaries(dag_id, run_id, session, checkpoints, published)
-    return JobStatus.merge(summaries.values())
+    return load_job_summaries(dag_id, run_id, session, checkpoints, published).status()
 
 
 def load_page_records(
@@ -141,19 +154,21 @@ def load_page_records(
     pages: Iterable[int] | None = None,
     checkpoints: Checkpoints | None = None,
     published: Mapping[TaskInstanceId, TaskStatus] | None = None,
+    job: JobSummaries | None = None,
 ) -> StatusRecords:
     """The latest record of each page of ``pages`` (page numbers; every page of the run if None),
-    merged across the task instances: reads only the chunks that hold them."""
+    merged across the task instances: reads only the chunks that hold them. Pass the run's
+    summaries as ``job`` if the caller has them (they are not read again)."""
     if session is None:
         from airflow.utils.session import create_session
 
         with create_session() as own_session:
-            return load_page_records(dag_id, run_id, own_session, pages, checkpoints, published)
+            return load_page_records(dag_id, run_id, own_session, pages, checkpoints, published, job)
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
 
     wanted = None if pages is None else set(pages)
-    summaries, checkpointed, checkpoints = _job_summaries(dag_id, run_id, session, checkpoints, published)
+    job = job or load_job_summaries(dag_id, run_id, session, checkpoints, published)
     query = select(XComModel.value).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
     if wanted is None:
         query = query.where(XComModel.key.startswith(f"{names.STATUS_KEY}.", autoescape=True))
@@ -161,16 +176,16 @@ def load_page_records(
         keys = {chunk_key(names.STATUS_KEY, chunk_of(number)) for number in wanted}
         query = query.where(XComModel.key.in_(sorted(keys)))
     documents: list[Any] = [XComModel.deserialize_value(row) for row in session.execute(query)]
-    for task_instance, summary in summaries.items():
+    for task_instance, summary in job.summaries.items():
         if summary.records is not None:  # a summary of the earlier format holds its records
             documents.append(summary.records)
-        elif task_instance in checkpointed:
+        elif task_instance in job.checkpointed:
             chunks = (
                 summary.chunks
                 if wanted is None
                 else sorted({chunk_of(n) for n in wanted} & set(summary.chunks))
             )
-            documents.append(checkpoints.records(task_instance, chunks))
+            documents.append(job.checkpoints.records(task_instance, chunks))
     records = merge_page_statuses(document for document in documents if isinstance(document, dict))
     if wanted is None:
         return records

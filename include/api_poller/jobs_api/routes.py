@@ -40,8 +40,10 @@ from sqlalchemy.orm import Session
 
 from api_poller import names
 from api_poller.adapters.progress import (
+    JobSummaries,
     load_job_progress,
     load_job_status,
+    load_job_summaries,
     load_page_records,
     load_plan,
     load_plan_error,
@@ -193,6 +195,7 @@ class JobPageSets:
     """A job's planned pages and merged status, and the page sets /tasks filters by (bitmaps)."""
 
     planned: PlannedPages
+    job: JobSummaries  # read once per request: the status below, and where the pages' records are
     status: JobStatus
     planned_mask: int
     every: int  # planned or recorded
@@ -215,16 +218,17 @@ def readable_pages(run: DagRun, session: Session, settings: PollerSettings, acce
     planned = planned_pages(load_plan(run.dag_id, run.run_id, session))
     if why_expired := expired(run, len(planned), session, settings):
         raise HTTPException(status.HTTP_410_GONE, why_expired)
-    job_status = load_job_status(run.dag_id, run.run_id, session)
+    job = load_job_summaries(run.dag_id, run.run_id, session)
+    job_status = job.status()
     planned_mask = planned.mask()
-    return JobPageSets(planned, job_status, planned_mask, planned_mask | job_status.recorded)
+    return JobPageSets(planned, job, job_status, planned_mask, planned_mask | job_status.recorded)
 
 
 def listed_pages(
     run: DagRun, session: Session, settings: PollerSettings, pages: JobPageSets, numbers: list[int]
 ) -> list[PageDetail]:
     """``numbers``' pages with their records: only the status chunks holding them are read."""
-    records = load_page_records(run.dag_id, run.run_id, session, numbers)
+    records = load_page_records(run.dag_id, run.run_id, session, numbers, job=pages.job)
     listed = []
     for number in numbers:
         page = page_id(number)
