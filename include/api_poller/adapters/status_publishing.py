@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from api_poller import names
 from api_poller.aws.status_checkpoint import StatusCheckpoint
 from api_poller.core.lifecycle import Publication, StatusRecorder
-from api_poller.core.status_document import JobStatus, chunk_key, read_summary
+from api_poller.core.status_document import JobStatus, TaskStatus, chunk_key, read_summary
 
 if TYPE_CHECKING:
     from airflow.sdk.types import RuntimeTaskInstanceProtocol
@@ -127,6 +127,19 @@ def checkpointed_recorder(
     return recorder
 
 
+def published_summaries(ti: RuntimeTaskInstanceProtocol, task_ids: Sequence[str]) -> list[TaskStatus]:
+    """The summaries the run's ``task_ids`` published (all map indexes; one XCom read)."""
+    summaries = []
+    for value in ti.xcom_pull(task_ids=list(task_ids), key=names.STATUS_KEY) or []:
+        if value is None:
+            continue  # not published (yet)
+        try:
+            summaries.append(read_summary(value))
+        except ValueError as error:
+            log.warning("ignoring a malformed page_status XCom: %s", error)
+    return summaries
+
+
 def published_page_records(
     ti: RuntimeTaskInstanceProtocol, task_ids: Sequence[str] = names.STATUS_TASK_IDS
 ) -> list[dict[str, dict[str, Any]]]:
@@ -137,14 +150,7 @@ def published_page_records(
     """
     documents: list[dict[str, dict[str, Any]]] = []
     chunks: set[int] = set()
-    for value in ti.xcom_pull(task_ids=list(task_ids), key=names.STATUS_KEY) or []:
-        if value is None:
-            continue
-        try:
-            summary = read_summary(value)
-        except ValueError as error:
-            log.warning("ignoring a malformed page_status XCom: %s", error)
-            continue
+    for summary in published_summaries(ti, task_ids):
         if summary.records is not None:  # the earlier format: the records themselves
             documents.append(summary.records)
         else:
@@ -159,10 +165,4 @@ def published_status(
     ti: RuntimeTaskInstanceProtocol, task_ids: Sequence[str] = names.STATUS_TASK_IDS
 ) -> JobStatus:
     """The merged status of the run's ``task_ids`` from their summaries alone (one XCom read)."""
-    summaries = []
-    for value in ti.xcom_pull(task_ids=list(task_ids), key=names.STATUS_KEY) or []:
-        try:
-            summaries.append(read_summary(value))
-        except ValueError:
-            continue  # None (not published) or malformed
-    return JobStatus.merge(summaries)
+    return JobStatus.merge(published_summaries(ti, task_ids))

@@ -21,6 +21,8 @@ converted on reading, its records serving as its details.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +58,11 @@ def chunk_of(number: int) -> int:
 def chunk_key(status_key: str, chunk: int) -> str:
     """The XCom key of a detail chunk: ``page_status.00012``."""
     return f"{status_key}.{chunk:05d}"
+
+
+def union(masks: Iterable[int]) -> int:
+    """The pages in any of ``masks`` (bitmaps)."""
+    return functools.reduce(operator.or_, masks, 0)
 
 
 def checked_page_number(page: str) -> int:
@@ -162,10 +169,7 @@ class TaskStatus:
 
     def page_ids(self) -> list[str]:
         """Every page this task instance recorded, in page order."""
-        recorded = 0
-        for mask in self.pages.values():
-            recorded |= mask
-        return [page_id_of(number) for number in page_numbers(recorded)]
+        return [page_id_of(number) for number in page_numbers(union(self.pages.values()))]
 
 
 def records_summary(records: Mapping[str, Mapping[str, Any]]) -> TaskStatus:
@@ -247,10 +251,7 @@ class JobStatus:
     @property
     def recorded(self) -> int:
         """Every page some task recorded (a bitmap)."""
-        recorded = 0
-        for mask in self.masks.values():
-            recorded |= mask
-        return recorded
+        return union(self.masks.values())
 
     def count(self, state: PageState) -> int:
         return self.masks[state].bit_count()
