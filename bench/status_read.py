@@ -207,10 +207,13 @@ def xcom_writer(run_id: str, task_id: str, map_index: int, flushes: list[Flush])
     def publish(value: Any) -> None:
         started = time.perf_counter()
         if hasattr(value, "summary"):  # a core.lifecycle.Publication
+            from api_poller.core import status_document
             from api_poller.core.status_document import chunk_key
 
+            # A chunk as the code at hand publishes it: JSON text (encode_chunk); an object before.
+            encode = getattr(status_document, "encode_chunk", dict)
             chunk_bytes = sum(
-                xcom_set(chunk_key(names.STATUS_KEY, chunk), records)
+                xcom_set(chunk_key(names.STATUS_KEY, chunk), encode(records))
                 for chunk, records in value.chunks.items()
             )
             summary_bytes = xcom_set(names.STATUS_KEY, value.summary)

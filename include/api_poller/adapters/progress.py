@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from api_poller import names
 from api_poller.core.lifecycle import merge_page_statuses
 from api_poller.core.page_bits import page_number
-from api_poller.core.status_document import JobStatus, TaskStatus, chunk_key, chunk_of, read_summary
+from api_poller.core.status_document import (
+    JobStatus,
+    TaskStatus,
+    chunk_key,
+    chunk_of,
+    read_chunk,
+    read_summary,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -175,7 +182,7 @@ def load_page_records(
     else:
         keys = {chunk_key(names.STATUS_KEY, chunk_of(number)) for number in wanted}
         query = query.where(XComModel.key.in_(sorted(keys)))
-    documents: list[Any] = [XComModel.deserialize_value(row) for row in session.execute(query)]
+    documents: list[Any] = [read_chunk(XComModel.deserialize_value(row)) for row in session.execute(query)]
     for task_instance, summary in job.summaries.items():
         if summary.records is not None:  # a summary of the earlier format holds its records
             documents.append(summary.records)

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 from api_poller import names
 from api_poller.aws.status_checkpoint import StatusCheckpoint
 from api_poller.core.lifecycle import Publication, StatusRecorder
-from api_poller.core.status_document import JobStatus, TaskStatus, chunk_key, read_summary
+from api_poller.core.status_document import (
+    JobStatus,
+    TaskStatus,
+    chunk_key,
+    encode_chunk,
+    read_chunk,
+    read_summary,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk.types import RuntimeTaskInstanceProtocol
@@ -23,12 +30,13 @@ log = logging.getLogger(__name__)
 
 
 def xcom_publisher(ti: RuntimeTaskInstanceProtocol) -> Callable[[Publication], None]:
-    """Publish to the task instance's XComs: each changed chunk (``page_status.<chunk>``), then the
-    summary (``page_status``), so a reader that finds a chunk in the summary finds its XCom."""
+    """Publish to the task instance's XComs: each changed chunk (``page_status.<chunk>``, as JSON
+    text: ``encode_chunk``), then the summary (``page_status``), so a reader that finds a chunk in
+    the summary finds its XCom."""
 
     def publish(publication: Publication) -> None:
         for chunk, records in publication.chunks.items():
-            ti.xcom_push(key=chunk_key(names.STATUS_KEY, chunk), value=records)
+            ti.xcom_push(key=chunk_key(names.STATUS_KEY, chunk), value=encode_chunk(records))
         ti.xcom_push(key=names.STATUS_KEY, value=publication.summary)
 
     return publish
@@ -157,7 +165,7 @@ def published_page_records(
             chunks.update(summary.chunks)
     for chunk in sorted(chunks):
         pulled = ti.xcom_pull(task_ids=list(task_ids), key=chunk_key(names.STATUS_KEY, chunk)) or []
-        documents.extend(document for document in pulled if isinstance(document, dict))
+        documents.extend(records for records in map(read_chunk, pulled) if records is not None)
     return documents
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from api_poller.aws.objects import is_missing_object
 from api_poller.core.keys import status_checkpoint_chunk_key, status_checkpoint_key, status_checkpoint_prefix
-from api_poller.core.status_document import TaskStatus, read_summary
+from api_poller.core.status_document import TaskStatus, encode_chunk, read_chunk, read_summary
 
 if TYPE_CHECKING:
     from api_poller.aws.clients import S3Client
@@ -27,14 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 StatusRecords = dict[str, dict[str, Any]]
-
-
-def _records(document: object) -> StatusRecords | None:
-    if not isinstance(document, dict) or not all(
-        isinstance(record, dict) and "state" in record for record in document.values()
-    ):
-        return None
-    return document
 
 
 class StatusCheckpoint:
@@ -55,13 +47,12 @@ class StatusCheckpoint:
         published, the checkpoint is a floor for the next try, not the record of truth)."""
         try:
             for chunk, records in publication.chunks.items():
-                self._put(self.chunk_key(chunk), records)
-            self._put(self.key, publication.summary)
+                self._put(self.chunk_key(chunk), encode_chunk(records).encode())
+            self._put(self.key, json.dumps(publication.summary, separators=(",", ":"), default=str).encode())
         except (ClientError, BotoCoreError) as error:
             log.warning("could not write the status checkpoint %s: %s", self.key, error)
 
-    def _put(self, key: str, document: Mapping[str, Any]) -> None:
-        body = json.dumps(document, separators=(",", ":"), default=str).encode()
+    def _put(self, key: str, body: bytes) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
 
     def _get(self, key: str) -> object | None:
@@ -96,7 +87,7 @@ class StatusCheckpoint:
         """The records of ``chunks`` (those that can be read)."""
         found: StatusRecords = {}
         for chunk in chunks:
-            records = _records(self._get(self.chunk_key(chunk)))
+            records = read_chunk(self._get(self.chunk_key(chunk)))
             if records is None:
                 continue
             found.update(records)

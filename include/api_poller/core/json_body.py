@@ -18,12 +18,30 @@ import msgspec
 _UTF8_SLICE = 1 << 20
 
 
+def parse_json(body: bytes | bytearray) -> tuple[Any, bool]:
+    """The JSON value in ``body``, and whether it is standard JSON (msgspec parsed it: no NaN or
+    Infinity anywhere, so ``append_json`` may write it the fast way); ValueError (as
+    ``json.loads``) if it is not JSON."""
+    try:
+        return msgspec.json.decode(body), True
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return json.loads(body), False
+
+
 def load_json(body: bytes | bytearray) -> Any:
     """The JSON value in ``body``; ValueError (as ``json.loads``) if it is not JSON."""
-    try:
-        return msgspec.json.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return json.loads(body)
+    return parse_json(body)[0]
+
+
+def append_json(out: bytearray, value: Any, *, standard: bool) -> None:
+    """Append ``value`` as compact JSON (UTF-8, non-ASCII unescaped): the text
+    ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)`` writes, up to the spelling of
+    escapes and floats. msgspec writes it ten times faster, but writes NaN and Infinity as null:
+    only a ``standard`` value (see ``parse_json``) goes that way."""
+    if standard:
+        out += msgspec.json.encode(value)
+    else:
+        out += json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def check_utf8(body: bytes | bytearray) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from contextlib import nullcontext
@@ -16,7 +15,7 @@ from api_poller.aws.objects import is_missing_object
 from api_poller.core.byte_budget import ByteBudget
 from api_poller.core.errors import ResponseShapeError
 from api_poller.core.incremental import CursorValue, CursorValueError, max_cursor_value
-from api_poller.core.json_body import load_json
+from api_poller.core.json_body import append_json, parse_json
 from api_poller.core.keys import processed_key
 from api_poller.partner.records import RecordsPath
 
@@ -69,27 +68,29 @@ def read_page_records(
     records_path: str = DEFAULT_RECORDS_PATH,
     primary_key: str | None = DEFAULT_PRIMARY_KEY,
     cursor_field: str | None = None,
+    standard: bool = False,
 ) -> PageRecords:
     """One JSON object per line from the records at ``records_path``; each record must carry
-    ``primary_key`` when one is declared (None: any object will do, reconciliation counts only)."""
+    ``primary_key`` when one is declared (None: any object will do, reconciliation counts only).
+    ``standard``: the document holds no NaN or Infinity (see ``core.json_body.parse_json``)."""
     # Written line by line into one buffer (no list of lines, joined text and its encoding: each a
     # copy of the page).
-    out = io.BytesIO()
+    out = bytearray()
     records = _records_of(document, page_id, records_path)
     for position, record in enumerate(records):
         if not isinstance(record, dict):
             raise PageProcessingError(f"{page_id}: record {position} is not an object")
         if primary_key is not None and primary_key not in record:
             raise PageProcessingError(f"{page_id}: record {position} has no {primary_key!r}")
-        out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
-        out.write(b"\n")
+        append_json(out, record, standard=standard)
+        out += b"\n"
     max_cursor = None
     if cursor_field is not None:
         try:
             max_cursor = max_cursor_value(records, cursor_field)
         except CursorValueError as error:
             raise PageProcessingError(f"{page_id}: {cursor_field}: {error}") from None
-    return PageRecords(out.getvalue(), len(records), max_cursor)
+    return PageRecords(bytes(out), len(records), max_cursor)
 
 
 def records_to_ndjson(
@@ -146,7 +147,7 @@ def _write_records(
     # parsed records once written out (a page is held about twice, not five times).
     raw = raw_body.read()
     try:
-        document = load_json(raw)
+        document, standard = parse_json(raw)
     except ValueError:
         raise PageProcessingError(f"{pointer.page_id}: raw payload is not JSON") from None
     del raw
@@ -156,6 +157,7 @@ def _write_records(
         records_path=pointer.records_path,
         primary_key=pointer.primary_key,
         cursor_field=pointer.cursor_field,
+        standard=standard,
     )
     del document
     metadata = {"records": str(page.count), "job-id": pointer.job_id}

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from api_poller.core.lifecycle import PageState, StatusRecorder, merge_page_statuses, summarize
-from api_poller.core.status_document import JobStatus, TaskStatus, read_summary, records_summary
+from api_poller.core.status_document import (
+    JobStatus,
+    TaskStatus,
+    encode_chunk,
+    read_chunk,
+    read_summary,
+    records_summary,
+)
 
 T0 = 1_800_000_000.0
 
@@ -146,3 +153,12 @@ def test_a_task_status_lists_its_pages_in_order() -> None:
         "page-000001",
         "page-000003",
     ]
+
+
+def test_a_chunk_is_published_as_json_text_and_read_back_in_either_format() -> None:
+    records = {"page-000003": rec(PageState.FAILED_TO_COMPLETE, reason="HTTP 500 «é»", attempts=6)}
+    text = encode_chunk(records)
+    assert isinstance(text, str) and read_chunk(text) == records
+    assert read_chunk(records) == records  # the object an earlier version published
+    for malformed in ("{not json", '{"page-000003": {"at": 1}}', "[1]", None, 7):
+        assert read_chunk(malformed) is None

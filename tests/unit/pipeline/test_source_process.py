@@ -74,3 +74,25 @@ def test_the_highest_cursor_value_is_kept_with_the_output_and_found_again_on_a_r
     aws.s3.delete_object(Bucket="raw", Key="k")  # consumed; SQS delivers the message again
     again = process_page(aws.s3, pointer, "processed")
     assert again.records == 3 and again.max_cursor == 12 and again.raw is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Standard JSON (written by msgspec): text, escapes, non-ASCII, floats, a 70-bit integer.
+        '{"payload": [{"id": 1, "t": "é \\"q\\" \\n \\u2028 😀", "f": 1e-7, "g": 2.5e20, "n": null},'
+        ' {"id": 1180591620717411303424, "l": [true, false, {}], "e": ""}]}',
+        # NaN and Infinity (json.loads accepts them; written back by json.dumps, never as null).
+        '{"payload": [{"id": 1, "x": NaN}, {"id": 2, "x": -Infinity, "y": 1e400}]}',
+    ],
+)
+def test_processing_writes_every_record_value_as_it_was_served(aws, raw: str) -> None:
+    aws.s3.create_bucket(Bucket="raw")
+    aws.s3.create_bucket(Bucket="processed")
+    aws.s3.put_object(Bucket="raw", Key="k", Body=raw.encode())
+    done = process_page(aws.s3, PagePointer("j", "page-000001", "raw", "k", 0, 2), "processed")
+    body = aws.s3.get_object(Bucket="processed", Key=done.key)["Body"].read().decode()
+    lines = body.split("\n")[:-1]  # (str.splitlines would also split at the record's U+2028)
+    assert body.endswith("\n") and len(lines) == 2 == done.records
+    assert repr([json.loads(line) for line in lines]) == repr(json.loads(raw)["payload"])
+    assert "é" in body or "NaN" in body  # non-ASCII stays unescaped; NaN stays NaN
