@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
+@functools.lru_cache(maxsize=256)  # called for every key of every page: a job has one id
 def safe_job_id(job_id: str) -> str:
     """A job id (the DAG run id) made safe for S3 keys and SQS attributes.
 
