@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from harness.config import (
     ALL_SYSTEMS,
     BENCH,
+    DEFAULT_WORKLOADS,
     DLT_WORKLOADS,
     MAIN_PYTHON,
     PAGE_SIZE,
@@ -73,7 +74,11 @@ def _main_venv() -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--workloads", default="seed,1000,10000", help="comma-separated: seed,1000,10000")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(DEFAULT_WORKLOADS),
+        help=f"comma-separated, of {','.join(WORKLOAD_PAGES)}",
+    )
     parser.add_argument("--quick", action="store_true", help="the seed workload only")
     parser.add_argument(
         "--systems", default=",".join(ALL_SYSTEMS), help="comma-separated: asyncio,airflow,dlt"
@@ -86,6 +91,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", default="0-1000")
     parser.add_argument("--error-rate", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--record-bytes", type=int, default=0,
+        help="pad each record to about this size (the simulator's --record-bytes; 0: ~150 B)",
+    )  # fmt: skip
     parser.add_argument(
         "--airflow-env", action="append", default=[], metavar="API_POLLER_X=V",
         help="a product or Airflow setting (AIRFLOW__SECTION__KEY) for the benchmark's Airflow (repeatable)",
@@ -201,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms": args.latency_ms,
         "error_rate": args.error_rate,
         "seed": args.seed,
+        "record_bytes": args.record_bytes,
         "page_size": PAGE_SIZE,
         "airflow_env": args.airflow_env,
         "airflow_bench_settings": DEPLOYMENT_SETTINGS,
@@ -270,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = {(r["system"], r["workload"]) for r in report["runs"]}
     full = all(
         (system, workload) in measured
-        for workload in WORKLOAD_PAGES
+        for workload in DEFAULT_WORKLOADS
         for system in ALL_SYSTEMS
         if system != "dlt" or workload in DLT_WORKLOADS
     )

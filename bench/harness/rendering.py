@@ -12,10 +12,24 @@ from typing import Any
 
 from .config import BENCH, PAGE_SIZE, TUNED_SYSTEM
 from .console import log
+from .sampling import AIRFLOW_TASKS, MEASURED_SCRIPTS
 from .timeline import idle_seconds
 
 # Settings that must match for runs to be compared in one report (``--add-to``).
-COMPARABLE = ("concurrency", "fetch_tasks", "parallelism", "latency_ms", "error_rate", "seed", "airflow_env")
+COMPARABLE = (
+    "concurrency", "fetch_tasks", "parallelism", "latency_ms", "error_rate", "seed", "record_bytes",
+    "airflow_env",
+)  # fmt: skip
+
+
+def task_cpu_ms_per_page(run: dict[str, Any]) -> float | None:
+    """The CPU the system's own work cost per page: Airflow's task processes (with their
+    supervisors), or the measured script (asyncio, dlt); None if not sampled."""
+    by_component = (run.get("cpu") or {}).get("by_component_s") or {}
+    seconds = by_component.get(AIRFLOW_TASKS if run["system"].startswith("airflow") else MEASURED_SCRIPTS)
+    if seconds is None or run["status"] != "success" or not run["pages"]:
+        return None
+    return round(1000 * seconds / run["pages"], 2)
 
 
 def summarize_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -28,6 +42,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         walls = sorted(r["wall_s"] for r in group if r["status"] == "success")
         failed = [r["status"] for r in group if r["status"] != "success"]
         rsss = [r["peak_rss_mb"] for r in group if r.get("peak_rss_mb") is not None]
+        cpus = [cpu for cpu in map(task_cpu_ms_per_page, group) if cpu is not None]
         rows.append(
             {
                 "system": system,
@@ -36,6 +51,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "wall_s": round(statistics.median(walls), 2) if walls else None,
                 "wall_runs_s": [r["wall_s"] for r in group],
                 "peak_rss_mb": max(rsss, default=None),
+                "cpu_ms_per_page": round(statistics.median(cpus), 2) if cpus else None,
                 "mapped_tis": group[0].get("mapped_tis"),
                 "status": "success"
                 if not failed
@@ -65,7 +81,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Run {report['started_at']} on {s['machine']['cpus']} cores (load average at start "
         f"{s['machine']['load_start']}, at end {_fmt(s['machine'].get('load_end'))}); simulator "
         f"--latency-ms {s['latency_ms']} --error-rate {s['error_rate']} --seed {s['seed']}, "
-        f"{s.get('page_size', PAGE_SIZE)} records/page; concurrency {s['concurrency']}; Airflow "
+        f"{s.get('page_size', PAGE_SIZE)} records/page"
+        + (f" of ~{s['record_bytes']} B" if s.get("record_bytes") else "")
+        + f"; concurrency {s['concurrency']}; Airflow "
         f"{s['airflow_version']} LocalExecutor on PostgreSQL, parallelism {s['parallelism']}, job conf "
         f"fetch_tasks {s['fetch_tasks'] or 'automatic'}; moto {s.get('moto', 'stock')}; "
         f"extra env {s['airflow_env'] or 'none'}"
@@ -77,9 +95,9 @@ def markdown(report: dict[str, Any]) -> str:
         )
         + ".",
         "",
-        "| system | workload | pages | wall s | pages/s | x asyncio | x dlt | peak RSS MB "
-        "| mapped TIs | status |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| system | workload | pages | wall s | pages/s | x asyncio | x dlt | task CPU ms/page "
+        "| peak RSS MB | mapped TIs | status |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in report["table"]:
         runs = r["wall_runs_s"]
@@ -87,7 +105,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['system']} | {r['workload']} | {r['pages']} | {wall} "
             f"| {_fmt(r['pages_per_s'])} "
-            f"| {_fmt(r['x_asyncio'])} | {_fmt(r['x_dlt'])} | {_fmt(r['peak_rss_mb'])} "
+            f"| {_fmt(r['x_asyncio'])} | {_fmt(r['x_dlt'])} | {_fmt(r.get('cpu_ms_per_page'))} "
+            f"| {_fmt(r['peak_rss_mb'])} "
             f"| {_fmt(r.get('mapped_tis'))} | {r['status']} |"
         )
     lines += [
@@ -96,6 +115,9 @@ def markdown(report: dict[str, Any]) -> str:
         "(the run's queued_at to end_date: every page SuccessfullyCompleted, reconciled and "
         "reported); the script's fetch->S3 for asyncio; `pipeline.run` for dlt. "
         "x asyncio / x dlt: wall time divided by theirs on the same workload (x dlt below 1 = faster). "
+        "task CPU ms/page (median): the CPU seconds of Airflow's task processes and their "
+        "LocalExecutor workers (fixed costs included: every step of the job), or of the measured "
+        "script, per page; not moto's, the simulator's or Airflow's services' (listed below). "
         "peak RSS: largest Airflow task process (sampled every 0.5 s), or the whole process for the others.",
     ]
     stage_lines = []
@@ -143,7 +165,10 @@ def add_to(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """An earlier report to add this invocation's runs to (same workload settings required)."""
     report: dict[str, Any] = json.loads(path.read_text())
     earlier = report["settings"]
-    different = {k: (earlier.get(k), settings[k]) for k in COMPARABLE if earlier.get(k) != settings[k]}
+    values = [{"record_bytes": 0, **both} for both in (earlier, settings)]  # (0 before the option)
+    different = {
+        k: (values[0].get(k), values[1].get(k)) for k in COMPARABLE if values[0].get(k) != values[1].get(k)
+    }
     if different:
         raise SystemExit(f"bench: --add-to {path} was measured with other settings: {different}")
     # This invocation's own settings (started_at, work folder, moto, machine load) are kept apart.

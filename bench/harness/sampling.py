@@ -11,13 +11,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+AIRFLOW_TASKS = "Airflow tasks (LocalExecutor workers + task processes)"
 # First match wins; "children" counts the CPU of reaped children too (task processes end up in
 # their LocalExecutor worker's, which lives as long as the scheduler).
 CPU_COMPONENTS = (
     ("moto", "moto_server"),
     ("moto", "moto.server"),  # --stock-moto
     ("simulator", "api_poller_dev.simulator"),
-    ("Airflow tasks (LocalExecutor workers + task processes)", "worker -- "),
+    (AIRFLOW_TASKS, "worker -- "),
     ("Airflow api-server", "api_server"),
     ("Airflow api-server", "api-server"),
     ("Airflow scheduler", "scheduler"),

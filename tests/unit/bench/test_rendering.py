@@ -30,14 +30,18 @@ AIRFLOW_DETAILS = {
 }
 RUNS: list[dict[str, Any]] = [
     {"system": "asyncio", "workload": "seed", "pages": 100, "repeat": 1, "wall_s": 4.0, "status": "success",
-     "peak_rss_mb": 120.0},
+     "peak_rss_mb": 120.0,
+     "cpu": {"machine_busy_s": 3.0, "by_component_s": {"the measured script (asyncio or dlt)": 0.6}}},
     {"system": "airflow", "workload": "seed", "pages": 100, "repeat": 1, "wall_s": 10.0, "status": "success",
      "peak_rss_mb": 190.5, "mapped_tis": 1, "details": AIRFLOW_DETAILS,
-     "cpu": {"machine_busy_s": 12.0, "by_component_s": {"moto": 2.0, "Airflow scheduler": 1.0}}},
+     "cpu": {"machine_busy_s": 12.0, "by_component_s": {
+         "moto": 2.0, "Airflow tasks (LocalExecutor workers + task processes)": 1.55,
+         "Airflow scheduler": 1.0}}},
     {"system": "dlt", "workload": "seed", "pages": 100, "repeat": 1, "wall_s": 60.0, "status": "success",
      "peak_rss_mb": 118.0},
     {"system": "asyncio", "workload": "seed", "pages": 100, "repeat": 2, "wall_s": 5.0, "status": "success",
-     "peak_rss_mb": 121.0},
+     "peak_rss_mb": 121.0,
+     "cpu": {"machine_busy_s": 3.0, "by_component_s": {"the measured script (asyncio or dlt)": 0.8}}},
     {"system": "airflow", "workload": "seed", "pages": 100, "repeat": 2, "wall_s": None, "status": "timeout",
      "peak_rss_mb": None, "mapped_tis": 1},
 ]  # fmt: skip
@@ -62,6 +66,7 @@ def test_the_table_has_one_row_per_system_with_the_median_of_its_successful_runs
         "wall_s": 4.5,
         "wall_runs_s": [4.0, 5.0],
         "peak_rss_mb": 121.0,
+        "cpu_ms_per_page": 7.0,  # the median of 6 and 8
         "mapped_tis": None,
         "status": "success",
         "pages_per_s": 22.22,
@@ -71,6 +76,8 @@ def test_the_table_has_one_row_per_system_with_the_median_of_its_successful_runs
     airflow = rows["airflow"]
     assert (airflow["wall_s"], airflow["wall_runs_s"]) == (10.0, [10.0, None])
     assert airflow["status"] == "1/2 not successful: timeout"
+    assert airflow["cpu_ms_per_page"] == 15.5  # its task processes' only (the timed-out run: none)
+    assert rows["dlt"]["cpu_ms_per_page"] is None  # not sampled
     assert (airflow["x_asyncio"], airflow["x_dlt"]) == (2.22, 0.167)
     assert (rows["dlt"]["pages_per_s"], rows["dlt"]["x_dlt"]) == (1.67, 1.0)
 
@@ -89,14 +96,19 @@ def test_results_md_shows_the_settings_the_table_the_steps_and_the_cpu() -> None
         "Airflow 3.3.2 LocalExecutor on PostgreSQL, parallelism 16, job conf fetch_tasks automatic; "
         "moto stock; extra env none."
     )
-    assert "| asyncio | seed | 100 | 4.5 (4.0, 5.0) | 22.22 | 1.0 | 0.075 | 121.0 | - | success |" in lines
     assert (
-        "| airflow | seed | 100 | 10.0 (10.0, -) | 10.0 | 2.22 | 0.167 | 190.5 | 1 "
+        "| asyncio | seed | 100 | 4.5 (4.0, 5.0) | 22.22 | 1.0 | 0.075 | 7.0 | 121.0 | - | success |" in lines
+    )
+    assert (
+        "| airflow | seed | 100 | 10.0 (10.0, -) | 10.0 | 2.22 | 0.167 | 15.5 | 190.5 | 1 "
         "| 1/2 not successful: timeout |"
     ) in lines
     assert "- airflow seed #1: plan 1.0-2.0, consume_page_messages 1.5-9.0; no task running 1.25 s" in lines
     # CPU available = the measuring machine's cores x the run's wall time.
-    assert "- airflow seed #1: machine 12.0 s (of 20.0 available); moto 2.0, Airflow scheduler 1.0" in lines
+    assert (
+        "- airflow seed #1: machine 12.0 s (of 20.0 available); moto 2.0, "
+        "Airflow tasks (LocalExecutor workers + task processes) 1.55, Airflow scheduler 1.0"
+    ) in lines
 
 
 def test_the_report_is_written_as_json_and_markdown(tmp_path: Path) -> None:
