@@ -64,6 +64,9 @@ def airflow_environment(airflow_home: Path, extra: dict[str, str] | None = None)
         "AWS_DEFAULT_REGION": "us-east-1",
         # The local partner-API simulator is on loopback, which the SSRF guard refuses by default.
         "API_POLLER_URL_ALLOWLIST": "127.0.0.1",
+        # Two malloc arenas, as the deployments set (docs/deployment.md): a task's threads
+        # otherwise each keep freed memory in an arena of their own.
+        "MALLOC_ARENA_MAX": "2",
     }
     env.update(extra or {})
     return env

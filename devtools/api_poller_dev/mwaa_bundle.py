@@ -176,6 +176,9 @@ def startup_script_text(overrides: Mapping[str, str] | None = None) -> str:
         "",
         "# The api_poller library lives in the dags folder; the api-server (plugin) imports it too.",
         'export PYTHONPATH="${AIRFLOW_HOME:-/usr/local/airflow}/dags${PYTHONPATH:+:${PYTHONPATH}}"',
+        "# Two malloc arenas, not one per thread: bounds the memory a task's threads keep (the",
+        "# process step's 16 workers with 5 MB pages; see docs/deployment.md).",
+        "export MALLOC_ARENA_MAX=2",
         "",
     ]
     for name in EXPORTED_SETTINGS:
