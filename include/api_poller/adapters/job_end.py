@@ -85,6 +85,7 @@ def end_of_job(settings: PollerSettings, source: str, alerts: AlertsSpec | None 
     def end_of_job() -> str:
         """Decide the job's outcome, send its metrics and, if the source asks, one alert."""
         from api_poller.adapters.alerts import send_alert
+        from api_poller.adapters.status_publishing import iter_published_page_records
         from api_poller.core.lifecycle import merge_page_statuses, summarize
         from api_poller.observability.metrics import JobMetrics
         from api_poller.pipeline.outcome import (
@@ -94,7 +95,6 @@ def end_of_job(settings: PollerSettings, source: str, alerts: AlertsSpec | None 
             decide_outcome,
             failed_pages_of,
         )
-        from api_poller.pipeline.report import published_statuses
 
         context = get_current_context()
         ti = context["ti"]
@@ -107,7 +107,7 @@ def end_of_job(settings: PollerSettings, source: str, alerts: AlertsSpec | None 
         if alerts is None or outcome not in alerts.on:
             return outcome
         # The pages' own statuses (fetch and consumer merged), as the job API shows them.
-        latest = merge_page_statuses(published_statuses(ti))
+        latest = merge_page_statuses(iter_published_page_records(ti))
         total = int(((summary or {}).get("progress") or {}).get("Total") or len(latest))
         end = JobEnd(
             job_id=ti.run_id,

@@ -56,6 +56,18 @@ class FetchTasks:
         return {page: {"state": state} for page, state in states.items()}
 
 
+def pooled_config(aws_conn_id: str | None, workers: int) -> Config:
+    """The botocore config of the connection (its extra's ``config_kwargs``: proxies, retries,
+    timeouts...) with a pooled connection per worker thread (botocore keeps 10 by default). A
+    hook given a config ignores the connection's, so the two are merged here."""
+    pool = max(workers + 4, 10)
+    configured = S3Hook(aws_conn_id=aws_conn_id).conn_config.botocore_config
+    if configured is None:
+        return Config(max_pool_connections=pool)
+    pool = max(pool, getattr(configured, "max_pool_connections", None) or 0)  # (not in the stubs)
+    return configured.merge(Config(max_pool_connections=pool))
+
+
 class PageMessageSensor(SqsSensor):
     """Consumes the job's page messages until every page of the job is settled.
 
@@ -180,9 +192,9 @@ class PageMessageSensor(SqsSensor):
         self, ti: RuntimeTaskInstanceProtocol, resources: dict[str, str], plan: list[dict]
     ) -> PageConsumer:
         self.sqs_queue = resources["queue_url"]
-        # One pooled connection per worker thread (botocore keeps 10 by default).
-        pool = Config(max_pool_connections=self.workers + 4)
-        s3 = S3Hook(aws_conn_id=self.aws_conn_id, config=pool).get_conn()
+        s3 = S3Hook(
+            aws_conn_id=self.aws_conn_id, config=pooled_config(self.aws_conn_id, self.workers)
+        ).get_conn()
         self._recorder = checkpointed_recorder(ti, s3, self.raw_bucket, self.status_flush_seconds)
         pages, discover = plan_page_ids(plan)
         # Once per try, not per page: what the consumer reads and writes.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from api_poller import names
@@ -148,25 +148,31 @@ def published_summaries(ti: RuntimeTaskInstanceProtocol, task_ids: Sequence[str]
     return summaries
 
 
-def published_page_records(
+def iter_published_page_records(
     ti: RuntimeTaskInstanceProtocol, task_ids: Sequence[str] = names.STATUS_TASK_IDS
-) -> list[dict[str, dict[str, Any]]]:
+) -> Iterator[dict[str, dict[str, Any]]]:
     """Every page record the run's ``task_ids`` published (all map indexes), as record maps to merge
-    (``core.lifecycle.merge_page_statuses``): for steps that run once per job (report, end of job).
+    (``core.lifecycle.merge_page_statuses``), a chunk at a time: for steps that run once per job
+    (report, end of job), which so never hold more than one chunk besides what they merge.
 
     One XCom read for the summaries, then one per detail chunk any of them lists.
     """
-    documents: list[dict[str, dict[str, Any]]] = []
     chunks: set[int] = set()
     for summary in published_summaries(ti, task_ids):
         if summary.records is not None:  # the earlier format: the records themselves
-            documents.append(summary.records)
+            yield summary.records
         else:
             chunks.update(summary.chunks)
     for chunk in sorted(chunks):
         pulled = ti.xcom_pull(task_ids=list(task_ids), key=chunk_key(names.STATUS_KEY, chunk)) or []
-        documents.extend(records for records in map(read_chunk, pulled) if records is not None)
-    return documents
+        yield from (records for records in map(read_chunk, pulled) if records is not None)
+
+
+def published_page_records(
+    ti: RuntimeTaskInstanceProtocol, task_ids: Sequence[str] = names.STATUS_TASK_IDS
+) -> list[dict[str, dict[str, Any]]]:
+    """``iter_published_page_records``, all at once."""
+    return list(iter_published_page_records(ti, task_ids))
 
 
 def published_status(

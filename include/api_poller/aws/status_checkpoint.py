@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -102,20 +102,45 @@ class StatusCheckpoint:
             return summary.records
         return self.read_chunks(summary.chunks)
 
+    def iter_records(self) -> Iterator[StatusRecords]:
+        """The checkpoint's records a chunk at a time (nothing if there is none): for a reader that
+        merges a whole job, which then never holds more than one chunk of a checkpoint."""
+        summary = self.read_summary()
+        if summary is None:
+            return
+        if summary.records is not None:
+            yield summary.records
+            return
+        for chunk in summary.chunks:
+            records = read_chunk(self._get(self.chunk_key(chunk)))
+            if records is not None:
+                yield records
 
-def job_status_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, list[StatusRecords]]:
-    """Every checkpoint of a job, by task id, as records (one LIST per 1,000 objects, one GET per
-    summary and chunk): for the report, which runs once per job, so a task instance whose last try
-    never published still counts."""
+
+def job_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, list[StatusCheckpoint]]:
+    """Every checkpoint of a job, by task id (one LIST per 1,000 objects; nothing read yet): for the
+    report, which runs once per job, so a task instance whose last try never published still
+    counts."""
     prefix = status_checkpoint_prefix(job_id)
-    found: dict[str, list[StatusRecords]] = {}
+    found: dict[str, list[StatusCheckpoint]] = {}
     for listing in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in listing.get("Contents", []):
             name = item["Key"][len(prefix) :]
             task_id, _, index = name.removesuffix(".json").rpartition(".")
             if "/" in name or not task_id or not index.lstrip("-").isdigit():
                 continue  # a chunk (read through its summary) or not a checkpoint
-            records = StatusCheckpoint(s3_client, bucket, job_id, task_id, int(index)).read_records()
+            found.setdefault(task_id, []).append(
+                StatusCheckpoint(s3_client, bucket, job_id, task_id, int(index))
+            )
+    return found
+
+
+def job_status_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, list[StatusRecords]]:
+    """Every checkpoint of a job, by task id, as records (one GET per summary and chunk)."""
+    found: dict[str, list[StatusRecords]] = {}
+    for task_id, checkpoints in job_checkpoints(s3_client, bucket, job_id).items():
+        for checkpoint in checkpoints:
+            records = checkpoint.read_records()
             if records is not None:
                 found.setdefault(task_id, []).append(records)
     return found

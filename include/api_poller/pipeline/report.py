@@ -11,11 +11,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from api_poller import names
-from api_poller.aws.status_checkpoint import job_status_checkpoints
+from api_poller.aws.status_checkpoint import StatusCheckpoint, job_checkpoints
 from api_poller.core.keys import processed_prefix, s3_uri
 from api_poller.core.lifecycle import PageState, merge_page_statuses, summarize
 
@@ -36,10 +36,13 @@ def job_summary(
     total_pages: int,
     total_records: int,
     processed_bucket: str,
-    published_statuses: Iterable[Mapping[str, Any] | None],
+    published_statuses: Iterable[Mapping[str, Any] | None] = (),
     reconciliation: Mapping[str, Any] | None = None,
+    statuses: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    latest = merge_page_statuses(published_statuses)
+    """The job's summary from its page records: ``statuses`` already merged, or merged here from
+    ``published_statuses``."""
+    latest = statuses if statuses is not None else merge_page_statuses(published_statuses)
     failed = {
         page: record.get("reason", "unknown")
         for page, record in sorted(latest.items())
@@ -75,11 +78,18 @@ class IncompleteJob(Exception):
     """Pages failed or records are missing or duplicated."""
 
 
-def published_statuses(ti: RuntimeTaskInstanceProtocol) -> list[dict[str, dict[str, Any]]]:
-    """Every page record the run's status-publishing tasks published (all map indexes)."""
-    from api_poller.adapters.status_publishing import published_page_records
+def merged_job_statuses(
+    ti: RuntimeTaskInstanceProtocol,
+    checkpoints: Mapping[str, list[StatusCheckpoint]],
+    task_ids: Sequence[str] = names.STATUS_TASK_IDS,
+) -> dict[str, dict[str, Any]]:
+    """Each page's latest record in the run's ``task_ids``: what they published (all map indexes)
+    and their S3 checkpoints (a task instance whose last try was killed before it published still
+    counts), merged a chunk at a time: only the merged records are held, whatever the job's size."""
+    from api_poller.adapters.status_publishing import iter_published_page_records
 
-    return published_page_records(ti)
+    saved = (checkpoint.iter_records() for task_id in task_ids for checkpoint in checkpoints.get(task_id, []))
+    return merge_page_statuses(itertools.chain(iter_published_page_records(ti, task_ids), *saved))
 
 
 def _plan_of(ti: RuntimeTaskInstanceProtocol) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
@@ -117,9 +127,8 @@ def report_job(
     from api_poller.pipeline.reconcile import reconcile_job
 
     job, plan = _plan_of(ti)
-    checkpoints = job_status_checkpoints(s3_client, settings.raw_bucket, ti.run_id)
-    every = [*published_statuses(ti), *itertools.chain.from_iterable(checkpoints.values())]
-    latest = merge_page_statuses(every)  # merged once, for both uses
+    checkpoints = job_checkpoints(s3_client, settings.raw_bucket, ti.run_id)
+    latest = merged_job_statuses(ti, checkpoints)  # merged once, for both uses
     reconciliation = reconcile_job(settings, job, plan, s3_client, latest)
     ti.xcom_push(key=names.RECONCILIATION_KEY, value=reconciliation)
     summary = job_summary(
@@ -127,24 +136,13 @@ def report_job(
         total_pages=job["total_pages"],
         total_records=job["total_records"],
         processed_bucket=settings.processed_bucket,
-        published_statuses=[latest],
+        statuses=latest,
         reconciliation=reconciliation,
     )
     return _publish(settings, ti, summary)
 
 
 # --- sources ----------------------------------------------------------------------------------
-
-
-def _task_statuses(
-    ti: RuntimeTaskInstanceProtocol, task_id: str, checkpoints: Mapping[str, list[dict[str, Any]]]
-) -> dict[str, dict[str, Any]]:
-    """Each page's latest record in one task (every map index of it, with their checkpoints: a
-    task instance whose last try was killed before it published still counts)."""
-    from api_poller.adapters.status_publishing import published_page_records
-
-    published = published_page_records(ti, [task_id])
-    return merge_page_statuses([*published, *checkpoints.get(task_id, [])])
 
 
 def walk_outcome(ti: RuntimeTaskInstanceProtocol) -> dict[str, Any]:
@@ -223,9 +221,9 @@ def report_source_job(
     from api_poller.pipeline.reconcile import reconcile_source_output
 
     job, plan = _plan_of(ti)
-    checkpoints = job_status_checkpoints(s3_client, settings.raw_bucket, ti.run_id)
-    fetch_statuses = _task_statuses(ti, names.FETCH_TASK, checkpoints)
-    consumed = _task_statuses(ti, names.CONSUME_TASK_ID, checkpoints)
+    checkpoints = job_checkpoints(s3_client, settings.raw_bucket, ti.run_id)
+    fetch_statuses = merged_job_statuses(ti, checkpoints, [names.FETCH_TASK])
+    consumed = merged_job_statuses(ti, checkpoints, [names.CONSUME_TASK_ID])
     processed = {
         page: record
         for page, record in consumed.items()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from api_poller.aws.status_checkpoint import StatusCheckpoint, job_status_checkpoints
+from api_poller.aws.status_checkpoint import StatusCheckpoint, job_checkpoints, job_status_checkpoints
 from api_poller.core.keys import (
     raw_payload_key,
     raw_prefix,
@@ -133,3 +133,13 @@ def test_the_report_finds_every_checkpoint_of_its_job_by_task(s3) -> None:
     found = job_status_checkpoints(s3, BUCKET, JOB)
     assert found == {"fetch_pages": [fetched, fetched], "process.consume_page_messages": [consumed]}
     assert job_status_checkpoints(s3, BUCKET, "a-job-without-any") == {}
+
+
+def test_a_checkpoint_is_read_a_chunk_at_a_time_for_a_whole_job_merge(s3) -> None:
+    records = {f"page-{n:06d}": {"state": "Enqueued", "at": float(n)} for n in range(0, 3 * CHUNK_PAGES, 7)}
+    write(s3, "fetch_pages", 2, records)
+    [checkpoint] = job_checkpoints(s3, BUCKET, JOB)["fetch_pages"]
+    chunks = list(checkpoint.iter_records())
+    assert len(chunks) == 3 and all(len(chunk) <= CHUNK_PAGES for chunk in chunks)
+    assert {page: record for chunk in chunks for page, record in chunk.items()} == records
+    assert list(StatusCheckpoint(s3, BUCKET, JOB, "fetch_pages", 3).iter_records()) == []  # none written
