@@ -168,13 +168,6 @@ def iter_published_page_records(
         yield from (records for records in map(read_chunk, pulled) if records is not None)
 
 
-def published_page_records(
-    ti: RuntimeTaskInstanceProtocol, task_ids: Sequence[str] = names.STATUS_TASK_IDS
-) -> list[dict[str, dict[str, Any]]]:
-    """``iter_published_page_records``, all at once."""
-    return list(iter_published_page_records(ti, task_ids))
-
-
 def published_status(
     ti: RuntimeTaskInstanceProtocol, task_ids: Sequence[str] = names.STATUS_TASK_IDS
 ) -> JobStatus:

@@ -83,13 +83,17 @@ class StatusCheckpoint:
             log.warning("ignoring a malformed status checkpoint at %s", self.key)
             return None
 
-    def read_chunks(self, chunks: Iterable[int]) -> StatusRecords:
-        """The records of ``chunks`` (those that can be read)."""
-        found: StatusRecords = {}
+    def iter_chunks(self, chunks: Iterable[int]) -> Iterator[StatusRecords]:
+        """The records of ``chunks`` (those that can be read), a chunk at a time."""
         for chunk in chunks:
             records = read_chunk(self._get(self.chunk_key(chunk)))
-            if records is None:
-                continue
+            if records is not None:
+                yield records
+
+    def read_chunks(self, chunks: Iterable[int]) -> StatusRecords:
+        """The records of ``chunks`` (those that can be read), together."""
+        found: StatusRecords = {}
+        for records in self.iter_chunks(chunks):
             found.update(records)
         return found
 
@@ -110,11 +114,8 @@ class StatusCheckpoint:
             return
         if summary.records is not None:
             yield summary.records
-            return
-        for chunk in summary.chunks:
-            records = read_chunk(self._get(self.chunk_key(chunk)))
-            if records is not None:
-                yield records
+        else:
+            yield from self.iter_chunks(summary.chunks)
 
 
 def job_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, list[StatusCheckpoint]]:
@@ -132,15 +133,4 @@ def job_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, 
             found.setdefault(task_id, []).append(
                 StatusCheckpoint(s3_client, bucket, job_id, task_id, int(index))
             )
-    return found
-
-
-def job_status_checkpoints(s3_client: S3Client, bucket: str, job_id: str) -> dict[str, list[StatusRecords]]:
-    """Every checkpoint of a job, by task id, as records (one GET per summary and chunk)."""
-    found: dict[str, list[StatusRecords]] = {}
-    for task_id, checkpoints in job_checkpoints(s3_client, bucket, job_id).items():
-        for checkpoint in checkpoints:
-            records = checkpoint.read_records()
-            if records is not None:
-                found.setdefault(task_id, []).append(records)
     return found

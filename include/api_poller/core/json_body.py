@@ -18,7 +18,7 @@ import msgspec
 _UTF8_SLICE = 1 << 20
 
 
-def parse_json(body: bytes | bytearray) -> tuple[Any, bool]:
+def parse_json(body: str | bytes | bytearray) -> tuple[Any, bool]:
     """The JSON value in ``body``, and whether it is standard JSON (msgspec parsed it: no NaN or
     Infinity anywhere, so ``append_json`` may write it the fast way); ValueError (as
     ``json.loads``) if it is not JSON."""
@@ -28,7 +28,7 @@ def parse_json(body: bytes | bytearray) -> tuple[Any, bool]:
         return json.loads(body), False
 
 
-def load_json(body: bytes | bytearray) -> Any:
+def load_json(body: str | bytes | bytearray) -> Any:
     """The JSON value in ``body``; ValueError (as ``json.loads``) if it is not JSON."""
     return parse_json(body)[0]
 

@@ -76,7 +76,7 @@ def read_chunk(value: object) -> dict[str, StatusRecord] | None:
     None if it is neither."""
     if isinstance(value, str):
         try:
-            value = load_json(value.encode())
+            value = load_json(value)
         except ValueError:
             return None
     if not isinstance(value, dict) or not all(

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from api_poller.aws.status_checkpoint import StatusCheckpoint, job_checkpoints, job_status_checkpoints
+from api_poller.aws.status_checkpoint import StatusCheckpoint, job_checkpoints
 from api_poller.core.keys import (
     raw_payload_key,
     raw_prefix,
@@ -130,9 +130,12 @@ def test_the_report_finds_every_checkpoint_of_its_job_by_task(s3) -> None:
     write(s3, "process.consume_page_messages", -1, consumed)
     write(s3, "fetch_pages", 0, consumed, job="another-job")
     s3.put_object(Bucket=BUCKET, Key=raw_payload_key(JOB, "page-000000"), Body=b"{}")  # not a checkpoint
-    found = job_status_checkpoints(s3, BUCKET, JOB)
+    found = {
+        task: [checkpoint.read_records() for checkpoint in checkpoints]
+        for task, checkpoints in job_checkpoints(s3, BUCKET, JOB).items()
+    }
     assert found == {"fetch_pages": [fetched, fetched], "process.consume_page_messages": [consumed]}
-    assert job_status_checkpoints(s3, BUCKET, "a-job-without-any") == {}
+    assert job_checkpoints(s3, BUCKET, "a-job-without-any") == {}
 
 
 def test_a_checkpoint_is_read_a_chunk_at_a_time_for_a_whole_job_merge(s3) -> None:
