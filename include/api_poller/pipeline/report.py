@@ -36,29 +36,26 @@ def job_summary(
     total_pages: int,
     total_records: int,
     processed_bucket: str,
-    published_statuses: Iterable[Mapping[str, Any] | None] = (),
+    statuses: Mapping[str, Mapping[str, Any]],
     reconciliation: Mapping[str, Any] | None = None,
-    statuses: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The job's summary from its page records: ``statuses`` already merged, or merged here from
-    ``published_statuses``."""
-    latest = statuses if statuses is not None else merge_page_statuses(published_statuses)
+    """The job's summary from its page records (``statuses``: each page's merged record)."""
     failed = {
         page: record.get("reason", "unknown")
-        for page, record in sorted(latest.items())
+        for page, record in sorted(statuses.items())
         if record["state"] == PageState.FAILED_TO_COMPLETE
     }
-    succeeded = sum(1 for r in latest.values() if r["state"] == PageState.SUCCESSFULLY_COMPLETED)
+    succeeded = sum(1 for r in statuses.values() if r["state"] == PageState.SUCCESSFULLY_COMPLETED)
     records_written = sum(
         int(record.get("records") or 0)
-        for record in latest.values()
+        for record in statuses.values()
         if record["state"] == PageState.SUCCESSFULLY_COMPLETED
     )
     if reconciliation:
         records_written = reconciliation["recordsWritten"]
     return {
         "jobId": job_id,
-        "progress": summarize(latest, total_pages),
+        "progress": summarize(statuses, total_pages),
         "totalRecords": total_records,
         "recordsWritten": records_written,
         "processedLocation": s3_uri(processed_bucket, processed_prefix(job_id)),
@@ -257,7 +254,7 @@ def report_source_job(
         total_records=reconciliation["totalRecords"],
         processed_bucket=settings.processed_bucket,
         # Every consumer record: a dead-lettered page is FailedToComplete with its reason.
-        published_statuses=[fetch_statuses, consumed],
+        statuses=merge_page_statuses([fetch_statuses, consumed]),
         reconciliation=reconciliation,
     )
     summary.update(source=spec.name, mode=job["mode"])

@@ -305,7 +305,7 @@ def summary(total_pages: int, *published: dict[str, Any] | None) -> dict[str, An
         total_pages=total_pages,
         total_records=total_pages * 100,
         processed_bucket="processed",
-        published_statuses=list(published),
+        statuses=merge_page_statuses(published),
     )
 
 
