@@ -20,6 +20,8 @@ COMPARABLE = (
     "concurrency", "fetch_tasks", "parallelism", "latency_ms", "error_rate", "seed", "record_bytes",
     "airflow_env",
 )  # fmt: skip
+# Comparable settings added after reports were written: the value those reports ran with.
+LATER_DEFAULTS = {"record_bytes": 0}
 
 
 def task_cpu_ms_per_page(run: dict[str, Any]) -> float | None:
@@ -165,10 +167,8 @@ def add_to(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """An earlier report to add this invocation's runs to (same workload settings required)."""
     report: dict[str, Any] = json.loads(path.read_text())
     earlier = report["settings"]
-    values = [{"record_bytes": 0, **both} for both in (earlier, settings)]  # (0 before the option)
-    different = {
-        k: (values[0].get(k), values[1].get(k)) for k in COMPARABLE if values[0].get(k) != values[1].get(k)
-    }
+    pairs = {k: tuple(both.get(k, LATER_DEFAULTS.get(k)) for both in (earlier, settings)) for k in COMPARABLE}
+    different = {k: pair for k, pair in pairs.items() if pair[0] != pair[1]}
     if different:
         raise SystemExit(f"bench: --add-to {path} was measured with other settings: {different}")
     # This invocation's own settings (started_at, work folder, moto, machine load) are kept apart.
