@@ -45,7 +45,7 @@ class ProcessedPage:
 class PageRecords:
     """A page's records as NDJSON, their count, and the highest incremental cursor value."""
 
-    body: bytes
+    body: bytearray  # written in place and handed to S3 as is (one copy of the page fewer)
     count: int
     max_cursor: CursorValue | None = None
 
@@ -90,7 +90,7 @@ def read_page_records(
             max_cursor = max_cursor_value(records, cursor_field)
         except CursorValueError as error:
             raise PageProcessingError(f"{page_id}: {cursor_field}: {error}") from None
-    return PageRecords(bytes(out), len(records), max_cursor)
+    return PageRecords(out, len(records), max_cursor)
 
 
 def records_to_ndjson(
@@ -102,7 +102,7 @@ def records_to_ndjson(
     """One JSON object per line; by default (the seed's protocol) every record of ``payload``
     must be an object with an ``id``."""
     page = read_page_records(document, page_id, records_path=records_path, primary_key=primary_key)
-    return page.body, page.count
+    return bytes(page.body), page.count
 
 
 def process_page(
